@@ -1,0 +1,89 @@
+"""Small helpers the command modules share: parsing lists, printing tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from edgelite.errors import OptionError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def split_list(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """'a, b,c' -> ('a', 'b', 'c'); None stays None."""
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def parse_labels(value: Optional[str]) -> Optional[tuple[str, ...]]:
+    """Labels as a comma list, or a file with one label per line."""
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        labels = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    else:
+        labels = split_list(value) or ()
+    if not labels:
+        raise OptionError(f"no labels in {value!r}")
+    return labels
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a table of rows to stdout."""
+    grid = Table(title=title, title_justify="left")
+    for column in columns:
+        grid.add_column(column, justify="left" if column in columns[:1] else "right")
+    for row in rows:
+        grid.add_row(*(str(cell) for cell in row))
+    stdout.print(grid)
+
+
+def human_size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def note(message: str) -> None:
+    click.echo(f"note: {message}", err=True)
+
+
+class ProgressBar:
+    """A rich progress bar on stderr driven by (description, completed, total) calls."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=stderr, transient=True)
+        self._task = None
+
+    def __enter__(self) -> "ProgressBar":
+        self._progress.__enter__()
+        self._task = self._progress.add_task("starting", total=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.__exit__(*exc)
+
+    def __call__(self, description: str, completed: int, total: int) -> None:
+        self._progress.update(self._task, description=description, completed=completed, total=total)

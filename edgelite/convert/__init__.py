@@ -1,0 +1,168 @@
+"""`convert`: turn a Keras checkpoint into checked TFLite and ONNX artifacts.
+
+    from edgelite.convert import ConvertOptions, convert
+    report = convert(Path("model.keras"), Path("out"), ConvertOptions(calibration=Path("val")))
+
+Each exporter (one module per format) writes one artifact; this module picks
+the images, runs the exporters, checks every artifact against the Keras model
+and writes `manifest.json`. TensorFlow is imported only when converting.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from edgelite import __version__
+from edgelite.atomic import write_bytes_atomic
+from edgelite.convert.onnx import export_onnx
+from edgelite.convert.options import MIN_CALIBRATION_IMAGES, ConvertOptions
+from edgelite.convert.parity import Parity, check_parity, class_indices
+from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
+from edgelite.convert.tflite import export_tflite
+from edgelite.errors import OptionError
+from edgelite.runtime.folder import pixel_batches, read_folder
+
+EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
+SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
+MANIFEST = "manifest.json"
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ArtifactReport:
+    """One written artifact and its parity with the source model."""
+
+    path: Path
+    format: str
+    precision: str
+    size_bytes: int
+    sha256: str
+    parity: Parity
+
+    def to_dict(self) -> dict:
+        return {"file": self.path.name, "format": self.format, "precision": self.precision,
+                "size_bytes": self.size_bytes, "sha256": self.sha256, "parity": self.parity.to_dict()}
+
+
+@dataclass
+class ConvertReport:
+    """What `convert` wrote and found."""
+
+    source: Path
+    out: Path
+    artifacts: list[ArtifactReport] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    check_folder: Optional[Path] = None
+
+    @property
+    def failed(self) -> list[ArtifactReport]:
+        """Artifacts that miss the --strict thresholds."""
+        return [a for a in self.artifacts if not a.parity.passed]
+
+
+def _noop(description: str, completed: int, total: int) -> None:
+    pass
+
+
+def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
+                 progress: Progress) -> tuple[np.ndarray, list[Optional[str]]]:
+    items = read_folder(folder, limit=limit)
+    meta = source.metadata
+    batches = []
+    for batch in pixel_batches([i.path for i in items], meta.input_height, meta.input_width, meta.interpolation):
+        batches.append(batch.astype(np.uint8))  # resized pixels are whole numbers: uint8 keeps them exactly
+        progress(f"reading {what} images", sum(len(b) for b in batches), len(items))
+    return np.concatenate(batches), [i.label for i in items]
+
+
+def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Progress = _noop) -> ConvertReport:
+    """Convert `checkpoint` into every requested artifact in `out`, each checked for parity.
+
+    Artifacts are built in a temporary folder inside `out` and moved into place
+    only when all of them are written, so a failure leaves `out` as it was.
+
+    Raises:
+        EdgeliteError: bad options, an unreadable checkpoint or images, a failed conversion.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_folder = options.check or options.calibration
+    if check_folder is None:
+        raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
+    progress("loading checkpoint", 0, 1)
+    source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
+    report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
+
+    calibration = None
+    if options.calibration is not None:
+        calibration_pixels, _ = _load_pixels(options.calibration, options.max_calibration_images,
+                                             source, "calibration", progress)
+        if len(calibration_pixels) < MIN_CALIBRATION_IMAGES:
+            report.warnings.append(
+                f"only {len(calibration_pixels)} calibration images (about {MIN_CALIBRATION_IMAGES} "
+                "or more give steadier int8 ranges)")
+
+        def calibration():
+            for start in range(0, len(calibration_pixels), 32):
+                yield calibration_pixels[start:start + 32].astype(np.float32)
+
+    check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", progress)
+    check_pixels = check_pixels.astype(np.float32)
+    reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
+    reference = reference.reshape(len(reference), -1)
+    truth = class_indices(check_labels, source.metadata.labels)
+
+    out_existed = out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out, prefix=".edgelite-"))
+    targets = options.targets()
+    try:
+        written = []
+        for done, (fmt, precision) in enumerate(targets):
+            progress(f"writing {fmt} {precision}", done, len(targets))
+            name = f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
+            path = EXPORTERS[fmt](source, staging / name, precision, calibration, options.integer_io)
+            progress(f"checking {fmt} {precision}", done, len(targets))
+            parity = check_parity(path, precision, check_pixels, reference, truth)
+            written.append((path, fmt, precision, parity))
+        progress("done", len(targets), len(targets))
+        for path, fmt, precision, parity in written:
+            final = out / path.name
+            path.replace(final)
+            report.artifacts.append(ArtifactReport(final, fmt, precision, final.stat().st_size,
+                                                   sha256_of(final), parity))
+    except BaseException:
+        if not out_existed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    write_manifest(report, source)
+    return report
+
+
+def write_manifest(report: ConvertReport, source: SourceModel) -> Path:
+    """Write manifest.json beside the artifacts: what they are, their hashes and parity."""
+    manifest = {
+        "edgelite_version": __version__,
+        "source": {"file": report.source.name, "sha256": source.metadata.source_sha256},
+        "metadata": json.loads(source.metadata.to_json()),
+        "check_images": {"folder": str(report.check_folder),
+                         "count": report.artifacts[0].parity.images if report.artifacts else 0},
+        "artifacts": [a.to_dict() for a in report.artifacts],
+        "warnings": report.warnings,
+    }
+    path = report.out / MANIFEST
+    write_bytes_atomic(path, (json.dumps(manifest, indent=2) + "\n").encode())
+    return path
+
+
+__all__ = ["ArtifactReport", "ConvertOptions", "ConvertReport", "convert", "write_manifest"]

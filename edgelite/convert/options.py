@@ -1,0 +1,87 @@
+"""Typed options of `edgelite convert`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional
+
+from edgelite.errors import OptionError
+
+Format = Literal["tflite", "onnx"]
+Precision = Literal["float32", "float16", "dynamic", "int8"]
+IntegerIO = Literal["uint8", "int8"]
+
+FORMATS: tuple[Format, ...] = ("tflite", "onnx")
+PRECISIONS: tuple[Precision, ...] = ("float32", "float16", "dynamic", "int8")
+# Which precisions each format can be written at.
+SUPPORTED: dict[Format, tuple[Precision, ...]] = {
+    "tflite": ("float32", "float16", "dynamic", "int8"),
+    "onnx": ("float32", "int8"),
+}
+# --strict thresholds: (max |diff| allowed, minimum top-1 agreement).
+STRICT_LIMITS: dict[Precision, tuple[Optional[float], Optional[float]]] = {
+    "float32": (1e-4, None),
+    "float16": (None, 0.99),
+    "dynamic": (None, 0.97),
+    "int8": (None, 0.97),
+}
+MIN_CALIBRATION_IMAGES = 300
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """What `convert` writes and how it checks it.
+
+    Attributes:
+        formats: output formats.
+        precisions: precisions to write in each format that supports them.
+        calibration: folder of real images for int8 calibration (needed for int8).
+        check: folder of real images for the parity check (default: calibration).
+        labels: class names, when the checkpoint does not carry them.
+        preprocess: scaling the checkpoint expects outside its graph
+            ("none", "rescale": x/255, "xception": x/127.5-1); put inside the artifact.
+        interpolation: resize filter to record, when the checkpoint does not carry one.
+        integer_io: input/output type of full-integer TFLite models.
+        strict: fail when parity misses the thresholds in STRICT_LIMITS.
+        max_calibration_images: cap on calibration images used.
+        max_check_images: cap on parity images used.
+    """
+
+    formats: tuple[Format, ...] = FORMATS
+    precisions: tuple[Precision, ...] = PRECISIONS
+    calibration: Optional[Path] = None
+    check: Optional[Path] = None
+    labels: Optional[tuple[str, ...]] = None
+    preprocess: Optional[str] = None
+    interpolation: Optional[str] = None
+    integer_io: IntegerIO = "uint8"
+    strict: bool = False
+    max_calibration_images: int = 500
+    max_check_images: int = 200
+
+    def __post_init__(self) -> None:
+        _check_names("format", self.formats, FORMATS)
+        _check_names("precision", self.precisions, PRECISIONS)
+        if self.integer_io not in ("uint8", "int8"):
+            raise OptionError(f"unknown integer input/output type {self.integer_io!r}; expected uint8 or int8")
+        for precision in self.precisions:
+            if not any(precision in SUPPORTED[f] for f in self.formats):
+                raise OptionError(
+                    f"precision {precision} is not available in {', '.join(self.formats)}; "
+                    + "; ".join(f"{f} has {', '.join(SUPPORTED[f])}" for f in self.formats))
+        if "int8" in self.precisions and self.calibration is None:
+            raise OptionError("int8 needs real calibration images: pass --calibration DIR "
+                              "(or leave int8 out with --precision)")
+
+    def targets(self) -> list[tuple[Format, Precision]]:
+        """Every (format, precision) pair to write, in a stable order."""
+        return [(f, p) for f in self.formats for p in self.precisions if p in SUPPORTED[f]]
+
+
+def _check_names(what: str, values: tuple[str, ...], known: tuple[str, ...]) -> None:
+    if not values:
+        raise OptionError(f"no {what} given; expected some of {', '.join(known)}")
+    for value in values:
+        if value not in known:
+            raise OptionError(f"unknown {what} {value!r}; expected some of {', '.join(known)}")

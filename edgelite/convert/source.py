@@ -1,0 +1,176 @@
+"""Load the checkpoint to convert and describe it for the artifacts.
+
+A checkpoint may be a Keras 3 `.keras` file (edgelite's training writes its
+labels and preprocessing inside it, as `edgelite.json`), a Keras 2 `.h5` file
+with preprocessing outside the model, or a SavedModel directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from edgelite import __version__
+from edgelite.errors import ModelFileError, OptionError, missing_dependency
+from edgelite.runtime.metadata import ArtifactMetadata
+from edgelite.runtime.preprocess import check_interpolation, check_scaling, scaling_factors
+
+CHECKPOINT_METADATA = "edgelite.json"
+
+
+def import_keras():
+    """Import TensorFlow and Keras quietly, or say how to install them."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        import keras
+        import tensorflow as tf
+    except ImportError:
+        raise missing_dependency("TensorFlow", "convert") from None
+    tf.get_logger().setLevel("ERROR")
+    return tf, keras
+
+
+@dataclass
+class SourceModel:
+    """A Keras model that takes raw 0-255 RGB, and what the artifacts will say about it."""
+
+    model: Any
+    metadata: ArtifactMetadata
+    path: Path
+    notes: list[str]
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file, or of a directory's files (names and contents, in order)."""
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        if path.is_dir():
+            digest.update(str(file.relative_to(path)).encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:
+    """The metadata edgelite's training stored inside a .keras file, if any."""
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        if CHECKPOINT_METADATA not in archive.namelist():
+            return None
+        return ArtifactMetadata.from_json(archive.read(CHECKPOINT_METADATA))
+
+
+def write_checkpoint_metadata(path: Path, metadata: ArtifactMetadata) -> None:
+    """Store metadata inside a .keras file (a zip Keras ignores extra entries of)."""
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(CHECKPOINT_METADATA, metadata.to_json())
+
+
+def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
+                    preprocess: Optional[str] = None, interpolation: Optional[str] = None) -> SourceModel:
+    """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
+
+    Raises:
+        ModelFileError: the path is not a model edgelite can read.
+        OptionError: labels or preprocessing are unknown and not given.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file or directory")
+    tf, keras = import_keras()
+    stored = read_checkpoint_metadata(path)
+    model = _load_keras(path, keras)
+    notes: list[str] = []
+
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 3 or not shape[1] or not shape[2]:
+        raise ModelFileError(f"{path.name}: expected an image model with input (None, H, W, 3), got {shape}")
+    height, width = int(shape[1]), int(shape[2])
+    outputs = int(model.output_shape[-1])
+
+    output_kind = _output_kind(model, stored)
+    scaling = _scaling(model, stored, preprocess, path)
+    if scaling != "none":
+        scale, offset = scaling_factors(scaling)  # type: ignore[arg-type]
+        raw = keras.Input((height, width, 3), name="image")
+        model = keras.Model(raw, model(keras.layers.Rescaling(scale, offset, name="edgelite_scaling")(raw)))
+        notes.append(f"scaling {scaling} put inside the graph")
+
+    names = labels or (stored.labels if stored else None)
+    classes = 2 if outputs == 1 else outputs
+    if names is None:
+        raise OptionError(f"{path.name} does not record its class labels; pass --labels a,b,c or a labels file")
+    if len(names) != classes:
+        raise OptionError(f"{len(names)} labels for a model with {classes} classes")
+
+    metadata = ArtifactMetadata(
+        labels=tuple(names),
+        input_height=height,
+        input_width=width,
+        input_scaling="none",
+        graph_scaling=scaling if scaling != "none" else (stored.graph_scaling if stored else "none"),
+        interpolation=check_interpolation(interpolation or (stored.interpolation if stored else "bilinear")),
+        output_kind=output_kind,
+        precision="float32",
+        source_sha256=sha256_of(path),
+        edgelite_version=__version__,
+    )
+    model(tf.zeros((1, height, width, 3)))  # exporters need a model that has been called
+    return SourceModel(model, metadata, path, notes)
+
+
+def _load_keras(path: Path, keras):
+    try:
+        if path.is_dir():
+            return _load_saved_model(path, keras)
+        if path.suffix not in (".keras", ".h5", ".hdf5"):
+            raise ModelFileError(f"{path.name}: unknown checkpoint type; expected .keras, .h5 or a SavedModel folder")
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except ModelFileError:
+        raise
+    except Exception as exc:  # Keras raises many kinds for a file that is not a model
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise ModelFileError(f"{path.name}: not a Keras model edgelite can load ({first})") from None
+
+
+def _load_saved_model(path: Path, keras):
+    if not (path / "saved_model.pb").is_file():
+        raise ModelFileError(f"{path}: a directory without saved_model.pb is not a SavedModel")
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(path))
+    signature = loaded.signatures["serving_default"]
+    spec = list(signature.structured_input_signature[1].values())[0]
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint="serving_default")
+    inputs = keras.Input(tuple(spec.shape[1:]))
+    outputs = layer(inputs)
+    if isinstance(outputs, dict):
+        outputs = list(outputs.values())[0]
+    return keras.Model(inputs, outputs)
+
+
+def _scaling(model, stored: Optional[ArtifactMetadata], preprocess: Optional[str], path: Path) -> str:
+    if preprocess is not None:
+        return check_scaling(preprocess)
+    if stored is not None:
+        return stored.input_scaling
+    if any(type(layer).__name__ == "Rescaling" for layer in model.layers[:3]):
+        return "none"
+    raise OptionError(
+        f"{path.name} does not say how its pixels are scaled; pass --preprocess xception "
+        "(x/127.5-1), rescale (x/255) or none (the model takes raw 0-255)")
+
+
+def _output_kind(model, stored: Optional[ArtifactMetadata]) -> str:
+    if stored is not None:
+        return stored.output_kind
+    activation = getattr(model.layers[-1], "activation", None)
+    name = getattr(activation, "__name__", "")
+    return {"softmax": "softmax", "sigmoid": "sigmoid"}.get(name, "logits")

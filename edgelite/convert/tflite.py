@@ -1,0 +1,76 @@
+"""Write a TFLite artifact at one precision, with edgelite metadata inside."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+import numpy as np
+
+from edgelite.atomic import write_bytes_atomic
+from edgelite.convert.source import SourceModel, import_keras
+from edgelite.errors import ConversionError
+from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+Calibration = Callable[[], Iterable[np.ndarray]]
+
+
+def export_tflite(source: SourceModel, path: Path, precision: str,
+                  calibration: Optional[Calibration] = None, integer_io: str = "uint8") -> Path:
+    """Convert `source` to a .tflite file at `precision` and return its path.
+
+    Args:
+        source: the model (raw 0-255 input) and its metadata.
+        path: where to write the artifact.
+        precision: float32, float16, dynamic (int8 weights, float activations) or
+            int8 (full integer, calibrated).
+        calibration: for int8, a callable returning an iterable of (N, H, W, 3)
+            float32 batches of raw pixels.
+        integer_io: uint8 or int8 input/output for the full-integer model.
+    """
+    tf, _ = import_keras()
+    converter = tf.lite.TFLiteConverter.from_keras_model(source.model)
+    if precision in ("float16", "dynamic", "int8"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if precision == "int8":
+        if calibration is None:
+            raise ConversionError("full-integer int8 needs calibration images")
+
+        def representative():
+            for batch in calibration():
+                for image in batch:
+                    yield [image[None].astype(np.float32)]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        io_type = tf.uint8 if integer_io == "uint8" else tf.int8
+        converter.inference_input_type = io_type
+        converter.inference_output_type = io_type
+    try:
+        flatbuffer = converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and friends
+        raise ConversionError(f"TFLite {precision} conversion failed: {str(exc).strip().splitlines()[0]}") from None
+    content = embed_metadata(bytes(flatbuffer), source.metadata.with_precision(precision))  # type: ignore[arg-type]
+    write_bytes_atomic(path, content)
+    return path
+
+
+def embed_metadata(flatbuffer: bytes, metadata: ArtifactMetadata) -> bytes:
+    """Return the flatbuffer with an `edgelite` entry in its metadata table."""
+    import flatbuffers
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(flatbuffer, 0)
+    model.metadata = [m for m in (model.metadata or []) if m.name.decode() != METADATA_KEY]
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(metadata.to_json().encode(), dtype=np.uint8)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name = METADATA_KEY
+    entry.buffer = len(model.buffers) - 1
+    model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(flatbuffer) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

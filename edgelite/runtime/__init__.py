@@ -1,0 +1,15 @@
+"""The light runtime: run edgelite artifacts with numpy, Pillow and LiteRT or onnxruntime.
+
+Never imports TensorFlow or Keras.
+
+    from edgelite.runtime import load
+    model = load("model_int8.tflite")
+    model.predict("photo.jpg")  # [Prediction(label='shoes', score=0.93, index=6), ...]
+"""
+
+from edgelite.runtime.metadata import ArtifactMetadata
+from edgelite.runtime.model import Model, Prediction, load
+from edgelite.runtime.preprocess import PreparedImage, list_images, load_image, preprocess, scale_pixels
+
+__all__ = ["ArtifactMetadata", "Model", "Prediction", "PreparedImage", "load", "list_images",
+           "load_image", "preprocess", "scale_pixels"]

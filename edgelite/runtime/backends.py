@@ -1,0 +1,188 @@
+"""Interpreters behind `edgelite.runtime.load`: LiteRT (or tflite-runtime) and onnxruntime.
+
+A backend takes a batch already in the model's input dtype and returns the raw
+output. Quantization, preprocessing and labels are the `Model`'s business.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from edgelite.errors import DependencyError, ModelFileError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Shape (-1 where dynamic), dtype and quantization of one model input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+
+def _import_tflite_interpreter() -> tuple[type, str, str]:
+    """The first TFLite interpreter found: ai-edge-litert, tflite-runtime, then TensorFlow."""
+    try:
+        from ai_edge_litert import interpreter as litert
+        from importlib.metadata import version
+        return litert.Interpreter, "litert", version("ai-edge-litert")
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as tflrt
+        from importlib.metadata import version
+        return tflrt.Interpreter, "tflite-runtime", version("tflite-runtime")
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf  # last resort only; the light install never gets here
+        return tf.lite.Interpreter, "tf.lite", tf.__version__
+    except ImportError:
+        raise DependencyError(
+            "no TFLite interpreter is installed; install one with: pip install ai-edge-litert"
+        ) from None
+
+
+_UNKNOWN_OP = re.compile(r"Didn't find (?:op for builtin opcode|custom op for name) '([^']+)'(?: version '(\d+)')?")
+
+
+def _explain_load_failure(name: str, kind: str, version: str, exc: Exception) -> ModelFileError:
+    text = str(exc).strip().splitlines()
+    first = next((line for line in text if "Didn't find" in line), text[0] if text else type(exc).__name__)
+    match = _UNKNOWN_OP.search(str(exc))
+    if match:
+        op, op_version = match.group(1), match.group(2)
+        what = f"{op} version {op_version}" if op_version else op
+        return ModelFileError(
+            f"{name}: {kind} {version} does not know the op {what}; this artifact needs a newer "
+            "runtime: pip install ai-edge-litert (or convert with --compat tflite-runtime-2.14)"
+        )
+    return ModelFileError(f"{name}: {kind} {version} cannot load it ({first})")
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (e.g. under a test runner): nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+class TFLiteBackend:
+    """LiteRT interpreters, one per calling thread, since one Interpreter is not thread-safe."""
+
+    def __init__(self, content: bytes, name: str, threads: Optional[int]):
+        self._factory, self.kind, self.version = _import_tflite_interpreter()
+        self._content = content
+        self._name = name
+        self._threads = threads
+        self._local = threading.local()
+        with _native_stderr_silenced():  # LiteRT prints an INFO line on its first interpreter
+            interpreter = self._interpreter()
+        self.inputs = tuple(self._spec(d) for d in interpreter.get_input_details())
+        self.outputs = tuple(self._spec(d) for d in interpreter.get_output_details())
+
+    @staticmethod
+    def _spec(detail: dict) -> TensorSpec:
+        signature = detail.get("shape_signature")
+        shape = tuple(int(v) for v in (signature if signature is not None and len(signature) else detail["shape"]))
+        scale, zero_point = detail.get("quantization", (0.0, 0))
+        return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]), float(scale), int(zero_point))
+
+    def _interpreter(self):
+        interpreter = getattr(self._local, "interpreter", None)
+        if interpreter is None:
+            try:
+                interpreter = self._factory(model_content=self._content, num_threads=self._threads)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as exc:
+                raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
+            self._local.interpreter = interpreter
+        return interpreter
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        interpreter = self._interpreter()
+        detail = interpreter.get_input_details()[0]
+        if tuple(detail["shape"]) != batch.shape:
+            interpreter.resize_tensor_input(detail["index"], list(batch.shape))
+            interpreter.allocate_tensors()
+            detail = interpreter.get_input_details()[0]
+        interpreter.set_tensor(detail["index"], batch)
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.inputs[0].shape[0] == -1
+
+
+_ONNX_DTYPES = {"tensor(float)": np.float32, "tensor(uint8)": np.uint8, "tensor(int8)": np.int8,
+                "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+class OnnxBackend:
+    """One onnxruntime session; sessions are safe to call from several threads."""
+
+    kind = "onnxruntime"
+
+    def __init__(self, path: Path, threads: Optional[int]):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DependencyError(
+                "onnxruntime is not installed; install it with: pip install 'edgelite[onnx]'"
+            ) from None
+        self.version = ort.__version__
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception classes
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"{path.name}: not a valid .onnx file ({first})") from None
+        self.inputs = tuple(self._spec(i) for i in self._session.get_inputs())
+        self.outputs = tuple(self._spec(o) for o in self._session.get_outputs())
+        self.custom_metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    @staticmethod
+    def _spec(arg) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+        if arg.type not in _ONNX_DTYPES:
+            raise ModelFileError(f"unsupported ONNX tensor type {arg.type} for {arg.name}")
+        return TensorSpec(arg.name, shape, np.dtype(_ONNX_DTYPES[arg.type]))
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self._session.run([self.outputs[0].name], {self.inputs[0].name: batch})[0]
+
+    @property
+    def dynamic_batch(self) -> bool:
+        return self.inputs[0].shape[0] == -1
+
+

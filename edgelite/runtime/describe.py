@@ -1,0 +1,35 @@
+"""What `edgelite info` shows: a plain dict describing an artifact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Union
+
+from edgelite.runtime.backends import TensorSpec
+from edgelite.runtime.model import load
+
+
+def _tensor(spec: TensorSpec) -> dict[str, Any]:
+    return {"name": spec.name, "shape": list(spec.shape), "dtype": spec.dtype.name,
+            "scale": spec.scale, "zero_point": spec.zero_point}
+
+
+def describe(path: Union[str, Path]) -> dict[str, Any]:
+    """Inputs, outputs, quantization, metadata, operators and size of an artifact."""
+    model = load(path)
+    info: dict[str, Any] = {
+        "file": str(model.path),
+        "size_bytes": model.path.stat().st_size,
+        "format": model.format,
+        "backend": model.backend_name,
+        "inputs": [_tensor(s) for s in model.backend.inputs],
+        "outputs": [_tensor(s) for s in model.backend.outputs],
+        "metadata": json.loads(model.metadata.to_json()) if model.metadata else None,
+        "assumptions": model.assumptions,
+    }
+    if model.tflite is not None:
+        info["operators"] = [{"name": op.name, "version": op.version} for op in model.tflite.operator_codes]
+        stamped = model.tflite.metadata.get("min_runtime_version", b"").split(b"\0")[0].decode(errors="replace")
+        info["min_runtime"] = stamped or None
+    return info

@@ -1,0 +1,52 @@
+"""Image folders: flat, or one sub-folder per class."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional, Sequence
+
+import numpy as np
+
+from edgelite.errors import DatasetError
+from edgelite.runtime.preprocess import list_images, preprocess
+
+
+@dataclass(frozen=True)
+class LabeledImage:
+    """An image file and its class folder name (None in a flat folder)."""
+
+    path: Path
+    label: Optional[str]
+
+
+def read_folder(folder: Path, limit: Optional[int] = None, seed: int = 0) -> list[LabeledImage]:
+    """Images under `folder`, labelled by their first-level sub-folder.
+
+    With `limit`, a seeded random sample of that size (the same every run).
+
+    Raises:
+        DatasetError: the folder is missing or holds no images.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: no such folder")
+    paths = list_images(folder)
+    if not paths:
+        raise DatasetError(f"{folder}: no images found (looked for .jpg, .jpeg, .png, .bmp, .gif, .webp, .tif)")
+    if limit is not None and len(paths) > limit:
+        paths = sorted(random.Random(seed).sample(paths, limit))
+    items = []
+    for path in paths:
+        parts = path.relative_to(folder).parts
+        items.append(LabeledImage(path, parts[0] if len(parts) > 1 else None))
+    return items
+
+
+def pixel_batches(paths: Sequence[Path], height: int, width: int, interpolation: str = "bilinear",
+                  batch_size: int = 32) -> Iterator[np.ndarray]:
+    """Yield (N, height, width, 3) float32 batches of raw 0-255 pixels, through `preprocess`."""
+    for start in range(0, len(paths), batch_size):
+        chunk = paths[start:start + batch_size]
+        yield np.stack([preprocess(p, height, width, interpolation).pixels for p in chunk])  # type: ignore[arg-type]

@@ -1,0 +1,206 @@
+"""`load` an artifact and `predict` with it: the runtime's public face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from edgelite.errors import ModelFileError, OptionError
+from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
+from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
+from edgelite.runtime.preprocess import (
+    ImageSource,
+    PreparedImage,
+    check_interpolation,
+    preprocess,
+    scale_pixels,
+)
+from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
+
+DEFAULT_SIZE = 224
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One ranked class."""
+
+    label: str
+    score: float
+    index: int
+
+
+class Model:
+    """A loaded artifact: preprocessing, (de)quantization and labels around a backend.
+
+    Build it with `load`. `predict` and `predict_batch` are safe to call from
+    several threads.
+    """
+
+    def __init__(self, path: Path, backend, metadata: Optional[ArtifactMetadata],
+                 tflite: Optional[TFLiteFile] = None, labels: Optional[Sequence[str]] = None,
+                 scaling: Optional[str] = None):
+        self.path = path
+        self.backend = backend
+        self.metadata = metadata
+        self.tflite = tflite
+        self.assumptions: list[str] = []
+        self.input: TensorSpec = backend.inputs[0]
+        self.output: TensorSpec = backend.outputs[0]
+        self._channels_first = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
+        self.height, self.width = self._input_size()
+        self.interpolation = check_interpolation(metadata.interpolation if metadata else "bilinear")
+        self.input_scaling = self._input_scaling(scaling)
+        self.output_kind = metadata.output_kind if metadata else None
+        self.labels = self._labels(labels)
+
+    # -- what the model is -------------------------------------------------
+    def _input_size(self) -> tuple[int, int]:
+        if len(self.input.shape) != 4:
+            raise ModelFileError(f"{self.path.name}: expected a 4-D image input, got shape {self.input.shape}")
+        height, width = (self.input.shape[2:4] if self._channels_first else self.input.shape[1:3])
+        if self.metadata:
+            return self.metadata.input_height, self.metadata.input_width
+        if height > 0 and width > 0:
+            return height, width
+        self.assumptions.append(f"input size unknown; assumed {DEFAULT_SIZE}x{DEFAULT_SIZE}")
+        return DEFAULT_SIZE, DEFAULT_SIZE
+
+    def _input_scaling(self, scaling: Optional[str]) -> str:
+        if scaling is not None:
+            scale_pixels(np.zeros((1,), np.float32), scaling)  # validates the name
+            return scaling
+        if self.metadata:
+            return self.metadata.input_scaling
+        if not self.input.quantized and np.issubdtype(self.input.dtype, np.floating):
+            self.assumptions.append(
+                "no edgelite metadata: assumed the model takes raw 0-255 RGB; "
+                "pass --preprocess rescale|xception if it expects scaled pixels")
+        return "none"
+
+    def _labels(self, labels: Optional[Sequence[str]]) -> tuple[str, ...]:
+        count = self.output.shape[-1] if self.output.shape and self.output.shape[-1] > 0 else 0
+        classes = 2 if count == 1 else count
+        if labels is not None:
+            if classes and len(labels) != classes:
+                raise OptionError(f"{len(labels)} labels given, but the model has {classes} classes")
+            return tuple(labels)
+        if self.metadata:
+            return self.metadata.labels
+        self.assumptions.append("no labels in the model; named them class_0, class_1, ... (pass --labels)")
+        return tuple(f"class_{i}" for i in range(classes))
+
+    # -- running --------------------------------------------------------------
+    def prepare(self, source: ImageSource) -> PreparedImage:
+        """Decode and resize one image the way this model was trained."""
+        return preprocess(source, self.height, self.width, self.interpolation)  # type: ignore[arg-type]
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output."""
+        if pixels.ndim != 4 or pixels.shape[1:] != (self.height, self.width, 3):
+            raise OptionError(f"expected a batch of shape (N, {self.height}, {self.width}, 3), got {pixels.shape}")
+        batch = self._quantize(scale_pixels(pixels, self.input_scaling))  # type: ignore[arg-type]
+        if self._channels_first:
+            batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+        if self.backend.dynamic_batch or len(batch) == 1:
+            raw = self.backend.run(batch)
+        else:
+            raw = np.concatenate([self.backend.run(batch[i:i + 1]) for i in range(len(batch))])
+        return self._dequantize(raw)
+
+    def _quantize(self, batch: np.ndarray) -> np.ndarray:
+        spec = self.input
+        if spec.quantized:
+            info = np.iinfo(spec.dtype)
+            q = np.round(batch / np.float32(spec.scale)) + spec.zero_point
+            return np.clip(q, info.min, info.max).astype(spec.dtype)
+        return batch.astype(spec.dtype)
+
+    def _dequantize(self, raw: np.ndarray) -> np.ndarray:
+        spec = self.output
+        if spec.quantized:
+            return ((raw.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)).reshape(len(raw), -1)
+        return raw.astype(np.float32).reshape(len(raw), -1)
+
+    def class_scores(self, raw: np.ndarray) -> np.ndarray:
+        """Turn raw outputs into per-class probabilities (N, classes)."""
+        kind = self.output_kind or self._guess_output_kind(raw)
+        if raw.shape[1] == 1:
+            positive = raw[:, 0] if kind != "logits" else 1.0 / (1.0 + np.exp(-raw[:, 0]))
+            return np.stack([1.0 - positive, positive], axis=1)
+        if kind == "logits":
+            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        return raw
+
+    def _guess_output_kind(self, raw: np.ndarray) -> str:
+        in_unit = bool(np.all((raw >= -1e-3) & (raw <= 1 + 1e-3)))
+        sums_to_one = bool(np.allclose(raw.sum(axis=1), 1.0, atol=1e-2))
+        kind = "sigmoid" if raw.shape[1] == 1 and in_unit else "softmax" if in_unit and sums_to_one else "logits"
+        note = f"output kind unknown; treated the output as {kind}"
+        if note not in self.assumptions:
+            self.assumptions.append(note)
+        return kind
+
+    def predict(self, source: ImageSource, top_k: int = 5) -> list[Prediction]:
+        """Ranked (label, score) for one image: a path, a PIL image or an HxWx3 array."""
+        return self.predict_batch([source], top_k)[0]
+
+    def predict_batch(self, sources: Iterable[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
+        """Ranked predictions for several images, run as one batch."""
+        pixels = np.stack([self.prepare(source).pixels for source in sources])
+        return self.rank(self.class_scores(self.run(pixels)), top_k)
+
+    def rank(self, scores: np.ndarray, top_k: int) -> list[list[Prediction]]:
+        """Top-k predictions of each row of class scores."""
+        if top_k < 1:
+            raise OptionError(f"top-k must be at least 1, got {top_k}")
+        ranked = []
+        for row in scores:
+            order = np.argsort(-row, kind="stable")[:top_k]
+            ranked.append([Prediction(self.labels[i], float(row[i]), int(i)) for i in order])
+        return ranked
+
+    # -- description ------------------------------------------------------------
+    @property
+    def backend_name(self) -> str:
+        return f"{self.backend.kind} {self.backend.version}"
+
+    @property
+    def format(self) -> str:
+        return "tflite" if isinstance(self.backend, TFLiteBackend) else "onnx"
+
+
+def load(path: Union[str, Path], threads: Optional[int] = None,
+         labels: Optional[Sequence[str]] = None, scaling: Optional[str] = None) -> Model:
+    """Load a .tflite or .onnx artifact with the backend its file type calls for.
+
+    Args:
+        path: the artifact.
+        threads: CPU threads for the interpreter (None: the backend's default).
+        labels: class names, for files without edgelite metadata (overrides metadata).
+        scaling: pixel scaling ("none", "rescale", "xception") for files without metadata.
+
+    Raises:
+        ModelFileError: the file is missing, of an unknown type, or corrupt.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such file")
+    if threads is not None and threads < 1:
+        raise OptionError(f"threads must be at least 1, got {threads}")
+    suffix = path.suffix.lower()
+    if suffix == ".tflite":
+        content = path.read_bytes()
+        tflite = read_tflite(content, path.name)
+        raw = tflite.metadata.get(METADATA_KEY)
+        metadata = ArtifactMetadata.from_json(raw) if raw else None
+        return Model(path, TFLiteBackend(content, path.name, threads), metadata, tflite, labels, scaling)
+    if suffix == ".onnx":
+        backend = OnnxBackend(path, threads)
+        raw = backend.custom_metadata.get(METADATA_KEY)
+        metadata = ArtifactMetadata.from_json(raw) if raw else None
+        return Model(path, backend, metadata, None, labels, scaling)
+    raise ModelFileError(f"{path.name}: unknown model type {suffix or '(no suffix)'}; expected .tflite or .onnx")
