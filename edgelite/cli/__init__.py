@@ -56,9 +56,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from edgelite.cli import convert, demo, predict
+    from edgelite.cli import bench, convert, demo, predict, train
 
-    for module in (convert, demo, predict):
+    for module in (convert, predict, train, bench, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

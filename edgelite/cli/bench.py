@@ -1,0 +1,3 @@
+"""`edgelite bench`."""
+
+COMMANDS: list = []

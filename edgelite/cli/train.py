@@ -1,0 +1,3 @@
+"""`edgelite train`."""
+
+COMMANDS: list = []
