@@ -1,3 +1,122 @@
 """`edgelite bench`."""
 
-COMMANDS: list = []
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from edgelite.cli.common import ProgressBar, human_size, note, split_list, table
+from edgelite.errors import EdgeliteError, OptionError
+
+COLUMNS = ["model", "thr", "backend", "size", "load", "cold", "p50 ms", "p90 ms", "p99 ms", "img/s", "prep ms",
+           "peak MB", "+MB", "acc", "agree"]
+
+
+def _threads(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in split_list(value) or ())
+    except ValueError:
+        raise OptionError(f"--threads expects a comma list of whole numbers like 1,2,4, got {value!r}") from None
+
+
+def _percent(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def table_rows(rows: list[dict]) -> list[list[str]]:
+    """The final table: one line per (model, threads), errors spelled out."""
+    lines = []
+    for row in rows:
+        if row.get("error"):
+            lines.append([row["name"], str(row["threads"]), "error", human_size(row["size_bytes"] or 0),
+                          row["error"][:60], *[""] * 10])
+            continue
+        lat = row["latency_ms"]
+        lines.append([
+            row["name"], str(row["threads"]), f"{row['backend']} {row['backend_version']}",
+            human_size(row["size_bytes"] or 0), f"{row['load_s']:.2f}s", f"{row['cold_start_s']:.2f}s",
+            f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{row['throughput_ips']:.1f}",
+            f"{row['preprocess_ms']['p50']:.2f}", f"{row['peak_rss_mb']:.0f}", f"{row['rss_growth_mb']:.0f}",
+            _percent(row.get("accuracy")), _percent(row.get("agreement")),
+        ])
+    return lines
+
+
+@click.command("bench")
+@click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path),
+              help="Folder of images, one sub-folder per class: accuracy, agreement, preprocessing time.")
+@click.option("--limit", type=click.IntRange(min=1), help="Use at most this many images of --data.")
+@click.option("--threads", "threads", default="1", show_default=True, help="Comma list of thread counts.")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(min=1), help="Images per call.")
+@click.option("--runs", type=click.IntRange(min=1), help="Timed calls per row [default: 50].")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), help="Time budget per row instead of --runs.")
+@click.option("--warmup", default=5, show_default=True, type=click.IntRange(min=0), help="Untimed calls first.")
+@click.option("--reference", type=click.Path(path_type=Path),
+              help="Model to compare with: a .keras checkpoint (also measured with TensorFlow) or an artifact "
+                   "[default: the float32 artifact].")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report as JSON.")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write one CSV line per row.")
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path),
+              help="Write a PNG: accuracy vs p50 latency, and latency distributions.")
+@click.option("--pick", is_flag=True, help="Name the fastest artifact within --max-drop of the reference accuracy.")
+@click.option("--max-drop", default=1.0, show_default=True, type=float,
+              help="Accuracy points --pick may lose against the reference.")
+@click.option("--timeout", default=1800.0, show_default=True, type=click.FloatRange(min=1),
+              help="Seconds one row's process may take.")
+def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch: int, runs, seconds, warmup: int,
+                  reference, json_path, csv_path, plot_path, pick: bool, max_drop: float, timeout: float) -> None:
+    """Measure .tflite/.onnx artifacts side by side, each thread count in a fresh process.
+
+    Per row: load time, cold start, latency percentiles, throughput, memory,
+    preprocessing time, and with --data accuracy and agreement with the
+    reference. A model that fails gives a row with its error, the others are
+    still measured, and the exit code is 1.
+
+    \b
+    Example:
+      edgelite bench artifacts/*.tflite artifacts/*.onnx --threads 1,2 \\
+          --data data/validation --reference model.keras --seconds 10 \\
+          --json bench.json --csv bench.csv --plot bench.png --pick --max-drop 1.0
+    """
+    from edgelite.bench import BenchOptions, pick_fastest, run_bench, write_csv, write_json, write_plot
+
+    options = BenchOptions(threads=_threads(threads), batch=batch, runs=runs, seconds=seconds, warmup=warmup,
+                           data=data, limit=limit, reference=reference, timeout=timeout)
+    if pick and data is None:
+        raise OptionError("--pick needs accuracy: pass --data DIR with one sub-folder per class")
+    with ProgressBar() as progress:
+        report = run_bench(list(artifacts), options, progress)
+    pick_error = None
+    if pick:
+        try:
+            report.pick = pick_fastest(report.rows, (report.reference or {}).get("accuracy"), max_drop)
+        except EdgeliteError as exc:
+            pick_error = exc
+            report.pick = {"max_drop": max_drop, "name": None, "error": str(exc)}
+    for row in report.rows:
+        for message in row.get("assumptions") or []:
+            note(f"{row['name']}: {message}")
+    title = f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"
+    if report.reference:
+        title += f"; agreement with {report.reference['name']}"
+    table(title, COLUMNS, table_rows(report.rows))
+    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
+        if path is not None:
+            writer(report, path)
+    if report.pick and report.pick.get("name"):
+        p = report.pick
+        click.echo(f"pick: {p['name']} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "
+                   f"accuracy {p['accuracy']:.1%} (reference {p['reference_accuracy']:.1%}, "
+                   f"budget {p['max_drop']:g} points)")
+    if pick_error is not None:
+        raise pick_error
+    if report.failed:
+        names = ", ".join(sorted({row["name"] for row in report.failed}))
+        click.echo(f"error: {len(report.failed)} of {len(report.rows)} rows failed: {names}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+COMMANDS = [bench_command]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -12,8 +14,17 @@ from rich.table import Table
 
 from edgelite.errors import OptionError
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+def _stderr_console() -> Console:
+    """A console on a private copy of fd 2, so silencing native output does not hide the progress bar."""
+    try:
+        return Console(file=os.fdopen(os.dup(sys.stderr.fileno()), "w"))
+    except (AttributeError, OSError, ValueError):  # stderr without a file descriptor (tests)
+        return Console(stderr=True)
+
+
+# Wide enough for the artifact tables when stdout is a pipe or a file (rich assumes 80 columns).
+stdout = Console(width=None if sys.stdout.isatty() else 160)
+stderr = _stderr_console()
 
 
 def split_list(value: Optional[str]) -> Optional[tuple[str, ...]]:

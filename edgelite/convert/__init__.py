@@ -27,6 +27,7 @@ from edgelite.convert.parity import Parity, check_parity, class_indices
 from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
 from edgelite.convert.tflite import export_tflite
 from edgelite.errors import OptionError
+from edgelite.lazy import quiet_native
 from edgelite.runtime.folder import pixel_batches, read_folder
 
 EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
@@ -98,7 +99,8 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
     if check_folder is None:
         raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
     progress("loading checkpoint", 0, 1)
-    source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
+    with quiet_native():
+        source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
     report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
 
     calibration = None
@@ -116,7 +118,8 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
 
     check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", progress)
     check_pixels = check_pixels.astype(np.float32)
-    reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
+    with quiet_native():
+        reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
     reference = reference.reshape(len(reference), -1)
     truth = class_indices(check_labels, source.metadata.labels)
 
@@ -129,7 +132,8 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
         for done, (fmt, precision) in enumerate(targets):
             progress(f"writing {fmt} {precision}", done, len(targets))
             name = f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
-            path = EXPORTERS[fmt](source, staging / name, precision, calibration, options.integer_io)
+            with quiet_native():
+                path = EXPORTERS[fmt](source, staging / name, precision, calibration, options.integer_io)
             progress(f"checking {fmt} {precision}", done, len(targets))
             parity = check_parity(path, precision, check_pixels, reference, truth)
             written.append((path, fmt, precision, parity))

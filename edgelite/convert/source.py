@@ -8,30 +8,18 @@ with preprocessing outside the model, or a SavedModel directory.
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from edgelite import __version__
-from edgelite.errors import ModelFileError, OptionError, missing_dependency
+from edgelite.errors import ModelFileError, OptionError
+from edgelite.lazy import import_keras
 from edgelite.runtime.metadata import ArtifactMetadata
 from edgelite.runtime.preprocess import check_interpolation, check_scaling, scaling_factors
 
 CHECKPOINT_METADATA = "edgelite.json"
-
-
-def import_keras():
-    """Import TensorFlow and Keras quietly, or say how to install them."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    try:
-        import keras
-        import tensorflow as tf
-    except ImportError:
-        raise missing_dependency("TensorFlow", "convert") from None
-    tf.get_logger().setLevel("ERROR")
-    return tf, keras
 
 
 @dataclass
@@ -67,12 +55,6 @@ def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:
         return ArtifactMetadata.from_json(archive.read(CHECKPOINT_METADATA))
 
 
-def write_checkpoint_metadata(path: Path, metadata: ArtifactMetadata) -> None:
-    """Store metadata inside a .keras file (a zip Keras ignores extra entries of)."""
-    with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(CHECKPOINT_METADATA, metadata.to_json())
-
-
 def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
                     preprocess: Optional[str] = None, interpolation: Optional[str] = None) -> SourceModel:
     """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
@@ -84,7 +66,7 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"{path}: no such file or directory")
-    tf, keras = import_keras()
+    tf, keras = import_keras("convert")
     stored = read_checkpoint_metadata(path)
     model = _load_keras(path, keras)
     notes: list[str] = []

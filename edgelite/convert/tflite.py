@@ -8,7 +8,8 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgelite.atomic import write_bytes_atomic
-from edgelite.convert.source import SourceModel, import_keras
+from edgelite.convert.source import SourceModel
+from edgelite.lazy import import_keras
 from edgelite.errors import ConversionError
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 
@@ -28,7 +29,7 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
             float32 batches of raw pixels.
         integer_io: uint8 or int8 input/output for the full-integer model.
     """
-    tf, _ = import_keras()
+    tf, _ = import_keras("convert")
     converter = tf.lite.TFLiteConverter.from_keras_model(source.model)
     if precision in ("float16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]

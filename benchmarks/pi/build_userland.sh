@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Build an arm64 (aarch64) Debian bookworm Python 3.11 userland in ROOT and run it
+# on an x86_64 host through qemu user-mode emulation (no chroot, no binfmt needed).
+#
+#   usage: build_userland.sh ROOT [EDGELITE]      (as root, Debian bookworm x86_64)
+#
+#   ROOT      target directory, e.g. /work/pi-root (keep it outside the repo)
+#   EDGELITE  optional: an edgelite .whl, an sdist (.tar.gz/.zip) or a source dir;
+#             installed into ROOT with `pip install --no-deps` (its dependencies
+#             are the wheels installed here).
+#
+# Environment:
+#   EDGELITE_PI_CACHE   download cache (default /var/cache/edgelite-pi): debs/, wheels/
+#   EDGELITE_PI_REQS    aarch64 wheels to install (default: pinned set below)
+#   EDGELITE_PI_EXTRA_DEBS  extra arm64 Debian packages to unpack into ROOT
+#   QEMU_CPU            emulated CPU (default cortex-a72 = Raspberry Pi 4). Do not use
+#                       qemu 7.2's default "max": it advertises SVE/SME and LiteRT's
+#                       int8 kernels then return wrong numbers under emulation.
+#
+# Steps: (1) apt-get install qemu-user-static, (2) dpkg --add-architecture arm64,
+# apt-get update, apt-get download the arm64 .debs, dpkg -x them into ROOT,
+# (3) pip from Debian's python3-pip-whl unpacked into ROOT, (4) aarch64 wheels
+# downloaded/installed by that pip running under emulation, (5) optional edgelite.
+# Every step is skipped on a second run when its inputs are unchanged.
+set -euo pipefail
+
+die() { echo "build_userland: $*" >&2; exit 1; }
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+[ $# -ge 1 ] && [ $# -le 2 ] || { sed -n '2,22p' "$0"; exit 2; }
+[ "$(id -u)" = 0 ] || die "run as root (apt-get, dpkg)"
+[ "$(dpkg --print-architecture)" = amd64 ] || die "host must be amd64 (got $(dpkg --print-architecture))"
+
+mkdir -p "$1"
+ROOT=$(cd "$1" && pwd)
+EDGELITE_SRC=${2:-}
+CACHE=${EDGELITE_PI_CACHE:-/var/cache/edgelite-pi}
+REQS=${EDGELITE_PI_REQS:-"numpy==2.4.6 pillow==13.0.0 click==8.5.1 rich==15.0.0 ai-edge-litert==2.3.0 onnxruntime==1.32.0"}
+export QEMU_CPU=${QEMU_CPU:-cortex-a72}
+STATE=$ROOT/.edgelite-pi
+mkdir -p "$CACHE/debs" "$CACHE/wheels" "$STATE"
+T0=$(date +%s)
+
+# Debian bookworm arm64 packages. REQUIRED is the smallest set with which python3.11
+# starts and imports numpy, PIL, ai_edge_litert and onnxruntime (python3.11 itself
+# needs libexpat1/zlib1g, ctypes needs libffi8, the C++ wheels need libstdc++6 and
+# libgcc-s1). STDLIB adds the stdlib modules pip and ordinary code expect (ssl for
+# HTTPS, bz2, lzma, sqlite3, crypt, uuid, mimetypes data). The full Debian Depends
+# closure would also pull ncurses/readline/libnsl2+krb5/libdb5.3 (curses, readline,
+# nis, dbm) - not needed here.
+ARM64_REQUIRED="python3.11 python3.11-minimal libpython3.11-minimal libpython3.11-stdlib
+  libc6 libgcc-s1 libstdc++6 libexpat1 zlib1g libffi8"
+ARM64_STDLIB="libssl3 libbz2-1.0 liblzma5 libsqlite3-0 libcrypt1 libuuid1"
+ALL_PKGS="media-types python3-pip-whl"   # Architecture: all
+PKGS=""
+for p in $ARM64_REQUIRED $ARM64_STDLIB ${EDGELITE_PI_EXTRA_DEBS:-}; do PKGS="$PKGS $p:arm64"; done
+PKGS="$PKGS $ALL_PKGS"
+
+# ---------------------------------------------------------------- 1. qemu
+if ! command -v qemu-aarch64-static >/dev/null; then
+    log "installing qemu-user-static"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null
+fi
+QEMU=$(command -v qemu-aarch64-static)
+
+# ---------------------------------------------------------------- 2. arm64 debs
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    log "dpkg --add-architecture arm64"
+    dpkg --add-architecture arm64
+fi
+if ! apt-cache show python3.11:arm64 >/dev/null 2>&1; then
+    log "apt-get update (arm64 package lists)"
+    apt-get update -qq
+fi
+# file names apt would download now (no network); fetch only the missing ones
+# shellcheck disable=SC2086
+URIS=$(apt-get download --print-uris $PKGS) || die "apt-get download --print-uris failed"
+DEBS=$(awk '{print $2}' <<<"$URIS" | sort)
+MISSING=""
+while read -r uri file _; do
+    [ -s "$CACHE/debs/$file" ] || MISSING="$MISSING $file"
+done <<<"$URIS"
+if [ -n "$MISSING" ]; then
+    log "apt-get download:$(wc -w <<<"$MISSING") .debs -> $CACHE/debs"
+    # map missing file names back to package names (name_version_arch.deb)
+    NEED=""
+    for f in $MISSING; do
+        name=${f%%_*}; arch=${f##*_}; arch=${arch%.deb}
+        [ "$arch" = all ] && NEED="$NEED $name" || NEED="$NEED $name:$arch"
+    done
+    # shellcheck disable=SC2086
+    (cd "$CACHE/debs" && apt-get download -q -o APT::Sandbox::User=root $NEED >/dev/null)
+fi
+if [ "$(cat "$STATE/debs" 2>/dev/null)" != "$DEBS" ]; then
+    log "dpkg -x $(wc -l <<<"$DEBS") .debs -> $ROOT"
+    for f in $DEBS; do dpkg -x "$CACHE/debs/$f" "$ROOT"; done
+    printf '%s\n' "$DEBS" >"$STATE/debs"
+fi
+[ -x "$ROOT/usr/bin/python3.11" ] || die "no $ROOT/usr/bin/python3.11 after unpacking"
+
+# A fake /proc/cpuinfo for the guest. qemu 7.2 passes the host's x86 /proc/cpuinfo
+# through; onnxruntime's cpuinfo library then finds no ARM processor and segfaults
+# on import. With -L ROOT, qemu opens ROOT/proc/cpuinfo instead. Describes a
+# Raspberry Pi 4 (Cortex-A72), one entry per host CPU so counts agree with /sys.
+NCPU=$(nproc --all)
+mkdir -p "$ROOT/proc"
+{
+    for ((i = 0; i < NCPU; i++)); do
+        printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$i"
+        printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+    done
+    printf 'Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1 (qemu-user emulation)\n'
+} >"$ROOT/proc/cpuinfo"
+
+# Host-side wrappers: ROOT/host-bin/python3.11 runs the emulated interpreter.
+mkdir -p "$ROOT/host-bin"
+cat >"$ROOT/host-bin/python3.11" <<EOF
+#!/bin/sh
+# run ROOT's aarch64 python3.11 under qemu user emulation (generated by build_userland.sh)
+export QEMU_CPU=\${QEMU_CPU:-cortex-a72} QEMU_LD_PREFIX="$ROOT"
+exec "$QEMU" -L "$ROOT" "$ROOT/usr/bin/python3.11" "\$@"
+EOF
+chmod +x "$ROOT/host-bin/python3.11"
+PY="$ROOT/host-bin/python3.11"
+
+# ---------------------------------------------------------------- 3. pip
+# Debian strips ensurepip (python3.11-venv) and refuses it outside a venv; pip's
+# wheel from python3-pip-whl is pure Python: unpack it into dist-packages.
+SITE_DEB=$ROOT/usr/lib/python3/dist-packages
+PIPWHL=$(ls "$ROOT"/usr/share/python-wheels/pip-*.whl 2>/dev/null | head -n1)
+[ -n "$PIPWHL" ] || die "pip wheel missing (python3-pip-whl)"
+if [ "$(cat "$STATE/pip" 2>/dev/null)" != "$(basename "$PIPWHL")" ]; then
+    log "unpacking $(basename "$PIPWHL") into $SITE_DEB"
+    mkdir -p "$SITE_DEB"
+    "$PY" -c "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])" "$PIPWHL" "$SITE_DEB"
+    basename "$PIPWHL" >"$STATE/pip"
+fi
+PIP=("$PY" -m pip --disable-pip-version-check --no-input --no-cache-dir)
+PIPI=("${PIP[@]}" install --root-user-action=ignore --break-system-packages --no-warn-script-location --progress-bar off)
+
+# ---------------------------------------------------------------- 4. aarch64 wheels
+# pip runs inside the emulator, so it picks cp311 manylinux aarch64 wheels and
+# evaluates markers as an aarch64 machine would. Installed to ROOT/usr/local/lib/
+# python3.11/dist-packages (Debian's place for pip installs, on sys.path).
+REQKEY=$(printf '%s' "$REQS" | tr -s ' \n' '\n' | sort | sha256sum | cut -c1-16)
+if [ ! -e "$CACHE/wheels/.ok-$REQKEY" ]; then
+    log "pip download (emulated) $REQS -> $CACHE/wheels"
+    # shellcheck disable=SC2086
+    "${PIP[@]}" download -q --only-binary=:all: -d "$CACHE/wheels" $REQS
+    touch "$CACHE/wheels/.ok-$REQKEY"
+fi
+if [ "$(cat "$STATE/reqs" 2>/dev/null)" != "$REQKEY" ]; then
+    log "pip install (emulated, offline from cache) $REQS"
+    # shellcheck disable=SC2086
+    "${PIPI[@]}" -q --no-index --find-links "$CACHE/wheels" $REQS
+    echo "$REQKEY" >"$STATE/reqs"
+fi
+
+# ---------------------------------------------------------------- 5. edgelite
+RUN_EDGELITE=""
+if [ -n "$EDGELITE_SRC" ]; then
+    [ -e "$EDGELITE_SRC" ] || die "no such file or directory: $EDGELITE_SRC"
+    SRC=$(realpath "$EDGELITE_SRC")
+    if [ -d "$SRC" ]; then
+        # build from a copy: pip builds in-tree and would write build/ and
+        # *.egg-info into the caller's source tree
+        TMPSRC=$(mktemp -d)
+        trap 'rm -rf "$TMPSRC"' EXIT
+        tar -C "$SRC" --exclude=.git --exclude=build --exclude=dist --exclude='*.egg-info' \
+            --exclude=__pycache__ --exclude=.venv -cf - . | tar -C "$TMPSRC" -xf -
+        SRC=$TMPSRC
+    fi
+    log "pip install --no-deps (emulated) $EDGELITE_SRC"
+    # build deps (setuptools/wheel) of an sdist/dir come from PyPI via build isolation
+    "${PIPI[@]}" -q --no-deps --force-reinstall "$SRC"
+    SITE=$ROOT/usr/local/lib/python3.11/dist-packages
+    if [ -e "$SITE/edgelite/__main__.py" ]; then
+        RUN_EDGELITE="$PY -m edgelite"
+    elif [ -e "$ROOT/usr/local/bin/edgelite" ]; then
+        # pip's console-script file is a Python script: hand it to the interpreter
+        RUN_EDGELITE="$PY $ROOT/usr/local/bin/edgelite"
+    else
+        echo "warning: edgelite installed but neither edgelite/__main__.py nor the edgelite console script exists" >&2
+    fi
+    if [ -n "$RUN_EDGELITE" ]; then
+        cat >"$ROOT/host-bin/edgelite" <<EOF
+#!/bin/sh
+# run edgelite inside the emulated aarch64 userland (generated by build_userland.sh)
+exec $RUN_EDGELITE "\$@"
+EOF
+        chmod +x "$ROOT/host-bin/edgelite"
+    fi
+fi
+
+# ---------------------------------------------------------------- smoke test
+log "smoke test (QEMU_CPU=$QEMU_CPU)"
+"$PY" - <<'EOF'
+import platform, sys
+import numpy, PIL, onnxruntime
+import ai_edge_litert.interpreter
+from importlib.metadata import version
+print(f"  python {platform.python_version()} on {platform.machine()} ({sys.executable})")
+print("  " + ", ".join(f"{n} {version(n)}" for n in
+      ("numpy", "pillow", "click", "rich", "ai-edge-litert", "onnxruntime")))
+print("  onnxruntime providers:", onnxruntime.get_available_providers())
+EOF
+if [ -n "$RUN_EDGELITE" ]; then
+    "$ROOT/host-bin/edgelite" --help >/dev/null 2>&1 && echo "  edgelite --help: ok" \
+        || echo "  warning: 'edgelite --help' exited non-zero" >&2
+fi
+
+log "done in $(( $(date +%s) - T0 ))s; ROOT size $(du -sh "$ROOT" | cut -f1)"
+cat <<EOF
+
+Run Python inside the emulated arm64 userland:
+  QEMU_CPU=$QEMU_CPU $QEMU -L $ROOT $ROOT/usr/bin/python3.11 -c "import ai_edge_litert.interpreter, onnxruntime, numpy, PIL"
+  (same thing: $ROOT/host-bin/python3.11 ...)
+EOF
+if [ -n "$RUN_EDGELITE" ]; then
+    cat <<EOF
+Run edgelite inside it:
+  QEMU_CPU=$QEMU_CPU $QEMU -L $ROOT $ROOT/usr/bin/python3.11 ${RUN_EDGELITE#"$PY "} ...
+  (same thing: $ROOT/host-bin/edgelite ...)
+EOF
+fi

@@ -1,0 +1,98 @@
+"""Write a bench report as JSON, CSV and a PNG plot, each atomically."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from edgelite.atomic import atomic_path, write_bytes_atomic
+from edgelite.bench.runner import BenchReport
+from edgelite.errors import missing_dependency
+
+CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
+               "size_bytes", "load_s", "first_inference_s", "cold_start_s", "runs", "latency_mean_ms",
+               "latency_std_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
+               "latency_p99_ms", "latency_max_ms", "throughput_ips", "preprocess_p50_ms", "rss_idle_mb",
+               "peak_rss_mb", "rss_growth_mb", "accuracy", "agreement", "loadavg_1m", "error", "path")
+
+
+def write_json(report: BenchReport, path: Path) -> Path:
+    """The whole report, per-run latencies included (schema in `edgelite.bench.schema`)."""
+    write_bytes_atomic(Path(path), (json.dumps(report.to_dict(), indent=2) + "\n").encode())
+    return Path(path)
+
+
+def csv_row(row: dict[str, Any]) -> dict[str, Any]:
+    """One row flattened to CSV_COLUMNS (blank where not measured)."""
+    flat = {key: row.get(key) for key in CSV_COLUMNS if key in row}
+    for stat, value in (row.get("latency_ms") or {}).items():
+        flat[f"latency_{stat}_ms"] = value
+    flat["preprocess_p50_ms"] = (row.get("preprocess_ms") or {}).get("p50")
+    flat["loadavg_1m"] = (row.get("loadavg") or [None])[0]
+    return {key: "" if flat.get(key) is None else flat[key] for key in CSV_COLUMNS}
+
+
+def write_csv(report: BenchReport, path: Path) -> Path:
+    """One line per row, the latency statistics as columns."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in report.rows:
+        writer.writerow(csv_row(row))
+    write_bytes_atomic(Path(path), text.getvalue().encode())
+    return Path(path)
+
+
+def row_label(row: dict[str, Any]) -> str:
+    return f"{row['name']} x{row['threads']}"
+
+
+def write_plot(report: BenchReport, path: Path) -> Path:
+    """Left: accuracy (or agreement) against p50 latency, marker area = file size. Right: latency per row."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise missing_dependency("matplotlib", "bench") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measured = [row for row in report.rows if not row.get("error") and row.get("samples_ms")]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, max(5.0, 0.32 * len(measured) + 1.5)))
+    _scatter(left, measured)
+    if measured:
+        right.boxplot([row["samples_ms"] for row in measured], vert=False, showfliers=True,
+                      tick_labels=[row_label(row) for row in measured])
+        right.set_xscale("log")
+    right.set_xlabel("latency per call (ms, log scale)")
+    right.set_title("latency distribution")
+    right.tick_params(axis="y", labelsize=8)
+    figure.suptitle(f"edgelite bench, batch {report.options.batch}, {report.machine.get('cpu', '')}")
+    figure.tight_layout()
+    with atomic_path(Path(path)) as temp:
+        figure.savefig(temp, format="png", dpi=110)
+    plt.close(figure)
+    return Path(path)
+
+
+def _scatter(axis, rows: list[dict[str, Any]]) -> None:
+    metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "agreement"
+    points = [r for r in rows if r.get(metric) is not None]
+    if not points:
+        axis.text(0.5, 0.5, "no accuracy: run with --data DIR", ha="center", va="center", transform=axis.transAxes)
+        points, metric = rows, None
+    largest = max((r.get("size_bytes") or 1 for r in points), default=1)
+    colours = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
+    for row in points:
+        y = row[metric] * 100 if metric else 0.0
+        size = 30 + 600 * (row.get("size_bytes") or 0) / largest
+        axis.scatter(row["latency_ms"]["p50"], y, s=size, alpha=0.5, color=colours.get(row.get("format"), "tab:grey"))
+        axis.annotate(row_label(row), (row["latency_ms"]["p50"], y), fontsize=7, xytext=(4, 4),
+                      textcoords="offset points")
+    axis.set_xscale("log")
+    axis.set_xlabel("p50 latency (ms, log scale)")
+    axis.set_ylabel(f"top-1 {metric} (%)" if metric else "")
+    axis.set_title("accuracy vs latency (marker area = file size; blue TFLite, orange ONNX, green Keras)",
+                   fontsize=9)

@@ -1,0 +1,188 @@
+"""Run every (model, thread count) of a benchmark in its own worker process and gather the rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from edgelite import __version__
+from edgelite.bench.machine import machine_info, versions
+from edgelite.bench.options import BenchOptions
+from edgelite.bench.schema import SCHEMA_VERSION
+
+Progress = Callable[[str, int, int], None]
+ARTIFACT_SUFFIXES = (".tflite", ".onnx")
+# What a row inherits from the row of the same model that evaluated the data.
+EVALUATED_FIELDS = ("accuracy", "agreement", "eval_images", "labelled_images")
+
+
+@dataclass
+class BenchReport:
+    """Everything one `edgelite bench` run measured; `to_dict` is the documented JSON."""
+
+    rows: list[dict[str, Any]]
+    options: BenchOptions
+    machine: dict[str, Any]
+    versions: dict[str, str]
+    reference: Optional[dict[str, Any]] = None
+    pick: Optional[dict[str, Any]] = None
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """The report as JSON-ready data; `samples=False` leaves out the per-run latencies."""
+        opts = self.options
+        rows = [row if samples else {k: v for k, v in row.items() if k != "samples_ms"} for row in self.rows]
+        return {
+            "schema": SCHEMA_VERSION, "edgelite_version": __version__, "created": self.created,
+            "machine": self.machine, "versions": self.versions,
+            "options": {"threads": list(opts.threads), "batch": opts.batch, "runs": opts.timed_runs,
+                        "seconds": opts.seconds, "warmup": opts.warmup,
+                        "data": str(opts.data) if opts.data else None, "limit": opts.limit,
+                        "reference": str(opts.reference) if opts.reference else None},
+            "reference": self.reference, "pick": self.pick, "rows": rows,
+        }
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """Rows whose measurement failed."""
+        return [row for row in self.rows if row.get("error")]
+
+
+def _noop(description: str, completed: int, total: int) -> None:
+    pass
+
+
+def model_kind(path: Path) -> str:
+    """'keras' for a checkpoint, 'artifact' for anything else (the runtime says if it cannot load it)."""
+    from edgelite.bench.keras_source import KERAS_SUFFIXES
+
+    path = Path(path)
+    if path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file()):
+        return "keras"
+    return "artifact"
+
+
+def job_for(path: Path, kind: str, threads: int, options: BenchOptions, evaluate: bool) -> dict[str, Any]:
+    """The JSON job a worker process reads on stdin."""
+    return {"kind": kind, "path": str(path), "threads": threads, "batch": options.batch,
+            "runs": options.timed_runs, "seconds": options.seconds, "min_runs": options.min_runs,
+            "warmup": options.warmup, "data": str(options.data) if options.data else None,
+            "limit": options.limit, "evaluate": evaluate}
+
+
+def run_worker(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Measure one job in a fresh Python process; any failure comes back as a row with `error`."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    begin = time.perf_counter()
+    try:
+        done = subprocess.run([sys.executable, "-m", "edgelite.bench.worker"], input=json.dumps(job),
+                              capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - begin}
+    wall = time.perf_counter() - begin
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    try:
+        row = json.loads(lines[-1]) if lines else None
+    except json.JSONDecodeError:
+        row = None
+    if done.returncode != 0 or not isinstance(row, dict):
+        row = {"error": _crash_message(done.returncode, done.stderr)}
+    row["process_wall_s"] = wall
+    return row
+
+
+def _crash_message(code: int, stderr: str) -> str:
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+    else:
+        how = f"exited with code {code}"
+    last = next((line.strip() for line in reversed(stderr.splitlines()) if line.strip()), "")
+    return f"worker {how}" + (f": {last[:300]}" if last else "")
+
+
+def _size(path: Path) -> Optional[int]:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
+def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progress = _noop) -> BenchReport:
+    """Measure every artifact (and the Keras reference, if given) at every thread count.
+
+    Each row is measured in its own process; a model that fails to load, run or
+    even crashes its process yields a row with `error` and the others go on.
+    With `options.data`, each model predicts the images once (at the first
+    thread count) for accuracy and agreement with the reference.
+    """
+    models: list[tuple[Path, str]] = []
+    if options.reference is not None:
+        models.append((Path(options.reference), model_kind(options.reference)))
+    for path in artifacts:
+        if (Path(path), "artifact") not in models:
+            models.append((Path(path), "artifact"))
+    jobs = [(path, kind, threads, i == 0) for path, kind in models for i, threads in enumerate(options.threads)]
+    machine = machine_info()
+    rows = []
+    for done, (path, kind, threads, evaluate) in enumerate(jobs):
+        progress(f"{path.name} x{threads}", done, len(jobs))
+        row = {"name": path.name, "path": str(path), "kind": kind, "threads": threads, "batch": options.batch,
+               "size_bytes": _size(path), "error": None}
+        row.update(run_worker(job_for(path, kind, threads, options, evaluate and options.data is not None),
+                              options.timeout))
+        rows.append(row)
+    progress("done", len(jobs), len(jobs))
+    machine["loadavg_end"] = list(os.getloadavg())
+    reference = _compare_with_reference(rows, options)
+    return BenchReport(rows, options, machine, versions(), reference)
+
+
+def find_reference(rows: list[dict[str, Any]], options: BenchOptions) -> Optional[dict[str, Any]]:
+    """The evaluated row predictions are compared with: --reference, else the float32 artifact."""
+    evaluated = [row for row in rows if "predicted" in row and not row.get("error")]
+    if options.reference is not None:
+        wanted = str(Path(options.reference))
+        return next((row for row in evaluated if row["path"] == wanted), None)
+    float32 = [row for row in evaluated if row.get("precision") == "float32"]
+    float32.sort(key=lambda row: row.get("format") != "tflite")  # the TFLite float32 first, then ONNX
+    return float32[0] if float32 else None
+
+
+def _compare_with_reference(rows: list[dict[str, Any]], options: BenchOptions) -> Optional[dict[str, Any]]:
+    """Fill in top-1 agreement with the reference; copy evaluated figures to the other thread counts."""
+    reference = find_reference(rows, options)
+    if reference is not None:
+        expected = dict(zip(reference["images"], reference["predicted"]))
+        for row in rows:
+            if "predicted" in row and not row.get("error"):
+                same = [expected[image] == label for image, label in zip(row["images"], row["predicted"])
+                        if image in expected]
+                row["agreement"] = sum(same) / len(same) if same else None
+    evaluated = {row["path"]: row for row in rows if "predicted" in row}
+    for row in rows:
+        source = evaluated.get(row["path"])
+        if row.get("error") or source is None:
+            continue
+        for key in EVALUATED_FIELDS:
+            row.setdefault(key, source.get(key))
+    for row in rows:
+        for key in EVALUATED_FIELDS:
+            row.setdefault(key, None)
+        row.pop("images", None)
+        row.pop("predicted", None)
+    if reference is None:
+        return None
+    return {"name": reference["name"], "path": reference["path"], "kind": reference["kind"],
+            "accuracy": reference.get("accuracy")}

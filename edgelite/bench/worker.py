@@ -1,0 +1,216 @@
+"""One measurement in a fresh process: `python -m edgelite.bench.worker` with a JSON job on stdin.
+
+The job (see `runner.job_for`) names one model file, its kind ("artifact" for a
+.tflite/.onnx run by `edgelite.runtime`, "keras" for a checkpoint run by
+TensorFlow), a thread count and the timing options. The worker prints exactly
+one JSON object, the measured row, on stdout and exits 0 even when the model
+fails to load or run (the row then carries `error`). Anything native libraries
+print goes to stderr, so stdout stays parseable.
+
+Only the standard library is imported before the clock starts, so the cold
+start (import, load, first prediction) is the one a device would see.
+"""
+
+from __future__ import annotations
+
+import time
+
+STARTED = time.perf_counter()
+
+import io  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Callable, Optional  # noqa: E402
+
+EVAL_BATCH = 32
+TIMING_IMAGES = 8
+SYNTHETIC_PHOTO = (640, 480)
+
+
+def main() -> int:
+    """Read the job from stdin, measure it, write the row to the real stdout."""
+    real_stdout = os.dup(1)
+    os.dup2(2, 1)  # native code that prints to stdout must not corrupt the result
+    job = json.loads(sys.stdin.read())
+    try:
+        row = measure_keras(job) if job["kind"] == "keras" else measure_artifact(job)
+    except Exception as exc:  # a broken model is a result to report, not a crash of the harness
+        row = {"error": _one_line(exc)}
+    with os.fdopen(real_stdout, "w") as out:
+        out.write(json.dumps(row) + "\n")
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def measure_artifact(job: dict) -> dict:
+    """Load a .tflite/.onnx with edgelite.runtime and measure it."""
+    import numpy as np
+
+    import edgelite.runtime as runtime
+    from edgelite.bench.measure import current_rss_mb, peak_rss_mb
+
+    imported = time.perf_counter()
+    rss_idle = current_rss_mb()
+    model = runtime.load(job["path"], threads=job["threads"])
+    loaded = time.perf_counter()
+    row: dict[str, Any] = {
+        "format": model.format, "backend": model.backend.kind, "backend_version": model.backend.version,
+        "precision": model.metadata.precision if model.metadata else None,
+        "input": {"shape": list(model.input.shape), "dtype": model.input.dtype.name,
+                  "height": model.height, "width": model.width},
+        "labels": list(model.labels), "assumptions": list(model.assumptions),
+        "import_s": imported - STARTED, "load_s": loaded - imported, "rss_idle_mb": rss_idle,
+    }
+
+    def prepare(path: Path) -> np.ndarray:
+        return model.prepare(path).pixels
+
+    def scores(pixels: np.ndarray) -> np.ndarray:
+        return model.class_scores(model.run(pixels))
+
+    return _measure(job, row, prepare, scores, model.height, model.width, peak_rss_mb)
+
+
+def measure_keras(job: dict) -> dict:
+    """Load a Keras checkpoint with TensorFlow (the baseline) and measure it the same way."""
+    import numpy as np
+
+    from edgelite.bench.measure import current_rss_mb, peak_rss_mb
+    from edgelite.lazy import import_keras
+    from edgelite.runtime.preprocess import preprocess
+
+    tf, keras = import_keras("convert")
+    tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    from edgelite.bench.keras_source import load_reference
+
+    imported = time.perf_counter()
+    rss_idle = current_rss_mb()
+    source = load_reference(Path(job["path"]))
+    loaded = time.perf_counter()
+    meta = source.metadata
+    row: dict[str, Any] = {
+        "format": "keras", "backend": "tensorflow", "backend_version": tf.__version__, "precision": "float32",
+        "input": {"shape": [-1, meta.input_height, meta.input_width, 3], "dtype": "float32",
+                  "height": meta.input_height, "width": meta.input_width},
+        "labels": list(meta.labels), "assumptions": list(source.notes),
+        "import_s": imported - STARTED, "load_s": loaded - imported, "rss_idle_mb": rss_idle,
+    }
+
+    def prepare(path: Path) -> np.ndarray:
+        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation).pixels  # type: ignore
+
+    def scores(pixels: np.ndarray) -> np.ndarray:
+        out = np.asarray(source.model(pixels, training=False), dtype=np.float32)
+        return out.reshape(len(out), -1)
+
+    return _measure(job, row, prepare, scores, meta.input_height, meta.input_width, peak_rss_mb)
+
+
+def _measure(job: dict, row: dict, prepare: Callable, scores: Callable, height: int, width: int,
+             peak_rss_mb: Callable[[], float]) -> dict:
+    """First prediction, timed runs, preprocessing and (with data) predictions, for either kind."""
+    import numpy as np
+
+    from edgelite.bench.measure import latency_stats, time_calls
+
+    batch = job["batch"]
+    items = _data_items(job)
+    first_pixels = prepare(items[0][0])[None] if items else _random_batch(np, 1, height, width)
+    begin = time.perf_counter()
+    scores(first_pixels)
+    done = time.perf_counter()
+    row["first_inference_s"] = done - begin
+    row["cold_start_s"] = done - STARTED
+
+    if items:
+        pixels = np.stack([prepare(path) for path, _ in items[:max(TIMING_IMAGES, batch)]])
+        inputs = [np.take(pixels, np.arange(i, i + batch) % len(pixels), axis=0) for i in range(len(pixels))]
+        row["input"]["source"] = "data"
+    else:
+        inputs = [_random_batch(np, batch, height, width) for _ in range(TIMING_IMAGES)]
+        row["input"]["source"] = "random"
+    samples = time_calls(scores, inputs, job["runs"], job["seconds"], job["min_runs"], job["warmup"])
+    row["runs"] = len(samples)
+    row["latency_ms"] = latency_stats(samples)
+    row["samples_ms"] = [s * 1000.0 for s in samples]
+    row["throughput_ips"] = batch * len(samples) / sum(samples)
+
+    if items and job["evaluate"]:
+        row.update(_evaluate(np, items, prepare, scores, row["labels"]))
+    else:
+        row["preprocess_ms"], row["preprocess_source"] = _preprocess_time(np, items, prepare, height, width)
+    row["peak_rss_mb"] = peak_rss_mb()
+    row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_idle_mb"]
+    row["loadavg"] = list(os.getloadavg())
+    return row
+
+
+def _random_batch(np, batch: int, height: int, width: int):
+    # Raw 0-255 pixels: the runtime scales and quantizes them to the model's input dtype.
+    return np.random.default_rng(0).uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
+
+
+def _data_items(job: dict) -> list[tuple[Path, Optional[str]]]:
+    if not job.get("data"):
+        return []
+    from edgelite.runtime.folder import read_folder
+
+    return [(item.path, item.label) for item in read_folder(Path(job["data"]), job.get("limit"))]
+
+
+def _evaluate(np, items, prepare: Callable, scores: Callable, labels: list[str]) -> dict:
+    """Predict every image; time the preprocessing of each apart from inference."""
+    from edgelite.bench.measure import accuracy, latency_stats, top1
+
+    lookup = {name: i for i, name in enumerate(labels)}
+    preprocess_times, predicted = [], []
+    for start in range(0, len(items), EVAL_BATCH):
+        chunk = []
+        for path, _ in items[start:start + EVAL_BATCH]:
+            begin = time.perf_counter()
+            chunk.append(prepare(path))
+            preprocess_times.append(time.perf_counter() - begin)
+        predicted.extend(int(i) for i in top1(scores(np.stack(chunk))))
+    truth = [lookup.get(label, -1) if label else -1 for _, label in items]
+    return {"preprocess_ms": latency_stats(preprocess_times), "preprocess_source": "data",
+            "images": [str(path) for path, _ in items], "predicted": predicted,
+            "accuracy": accuracy(predicted, truth), "eval_images": len(items),
+            "labelled_images": sum(t >= 0 for t in truth)}
+
+
+def _preprocess_time(np, items, prepare: Callable, height: int, width: int):
+    """Preprocessing time on a few data images, or on a synthetic photo when there is no data."""
+    from edgelite.bench.measure import latency_stats
+
+    if items:
+        sources, what = [path for path, _ in items[:TIMING_IMAGES]], "data"
+    else:
+        from PIL import Image
+
+        noise = np.random.default_rng(1).integers(0, 256, (SYNTHETIC_PHOTO[1], SYNTHETIC_PHOTO[0], 3), np.uint8)
+        encoded = io.BytesIO()
+        Image.fromarray(noise).save(encoded, format="JPEG", quality=90)
+        sources = [encoded.getvalue()] * TIMING_IMAGES
+        what = f"synthetic {SYNTHETIC_PHOTO[0]}x{SYNTHETIC_PHOTO[1]} JPEG"
+    times = []
+    for source in sources:
+        begin = time.perf_counter()
+        if isinstance(source, bytes):
+            from PIL import Image
+
+            prepare(Image.open(io.BytesIO(source)))
+        else:
+            prepare(source)
+        times.append(time.perf_counter() - begin)
+    return latency_stats(times), what
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The built-in model families: the Xception transfer model and the course's small CNN.
+
+Builders import Keras lazily; both take raw 0-255 RGB and scale inside the
+graph, so the saved model and every artifact made from it take raw pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from edgelite.errors import OptionError
+from edgelite.lazy import import_keras
+from edgelite.train.registry import register_model
+
+
+def _keras():
+    return import_keras("train")[1]
+
+
+def _head_activation(num_classes: int) -> tuple[int, str]:
+    """One sigmoid unit for two classes, softmax otherwise (as the course does)."""
+    return (1, "sigmoid") if num_classes == 2 else (num_classes, "softmax")
+
+
+@dataclass(frozen=True)
+class XceptionConfig:
+    """Frozen ImageNet Xception base, pooling, optional inner dense layer, dropout, classifier."""
+
+    size: int = 150
+    lr: float = 0.001
+    inner: int = 100
+    dropout: float = 0.2
+    weights: str = "imagenet"
+    fine_tune: int = 0
+    fine_tune_epochs: int = 3
+
+
+def _adam(config: XceptionConfig):
+    return _keras().optimizers.Adam(learning_rate=config.lr)
+
+
+@register_model("xception", XceptionConfig(), "Xception transfer model: frozen base, pooling, "
+                "inner dense, dropout, classifier", optimizer=_adam, scaling="xception")
+def build_xception(config: XceptionConfig, num_classes: int):
+    keras = _keras()
+    if not 0.0 <= config.dropout < 1.0:
+        raise OptionError(f"dropout must be in [0, 1), got {config.dropout}")
+    base = _xception_base(keras, config)
+    base.trainable = False
+    inputs = keras.Input((config.size, config.size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0, name="xception_scaling")(inputs)
+    x = base(x, training=False)  # keeps BatchNorm in inference mode, also when fine-tuning
+    x = keras.layers.GlobalAveragePooling2D(name="pooling")(x)
+    if config.inner > 0:
+        x = keras.layers.Dense(config.inner, activation="relu", name="inner")(x)
+    x = keras.layers.Dropout(config.dropout, name="dropout")(x)
+    units, activation = _head_activation(num_classes)
+    outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="xception_transfer")
+
+
+def _xception_base(keras, config: XceptionConfig):
+    weights = None if config.weights == "none" else config.weights
+    try:
+        return keras.applications.Xception(weights=weights, include_top=False,
+                                           input_shape=(config.size, config.size, 3))
+    except ValueError as exc:
+        raise OptionError(f"--weights {config.weights}: {exc}") from None
+    except Exception as exc:  # download failures surface as URL/HTTP/OS errors of several kinds
+        if config.weights != "imagenet":
+            raise
+        raise OptionError(
+            f"could not download the ImageNet weights for Xception ({type(exc).__name__}: {exc}); "
+            "offline, pass --weights FILE (a local Xception 'notop' weights .h5) or --weights none") from None
+
+
+def unfreeze_top(model, layers: int) -> None:
+    """Make the last `layers` layers of the Xception base trainable (BatchNorm stays frozen)."""
+    keras = _keras()
+    base = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    base.trainable = True
+    for layer in base.layers[:-layers]:
+        layer.trainable = False
+    for layer in base.layers[-layers:]:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+@dataclass(frozen=True)
+class ScratchConfig:
+    """The homework CNN: Conv2D(32, 3x3) -> MaxPool(2x2) -> Flatten -> Dense(64) -> classifier."""
+
+    size: int = 150
+    lr: float = 0.002
+    momentum: float = 0.8
+    optimizer: Literal["sgd", "adam"] = "sgd"
+
+
+def _sgd(config: ScratchConfig):
+    keras = _keras()
+    if config.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=config.lr)
+    if config.optimizer != "sgd":
+        raise OptionError(f"unknown optimizer {config.optimizer!r}; expected sgd or adam")
+    return keras.optimizers.SGD(learning_rate=config.lr, momentum=config.momentum)
+
+
+@register_model("scratch", ScratchConfig(), "small CNN from scratch: Conv2D 32 3x3, MaxPool 2x2, "
+                "Dense 64, sigmoid for two classes (softmax for more)", optimizer=_sgd, scaling="rescale")
+def build_scratch(config: ScratchConfig, num_classes: int):
+    keras = _keras()
+    inputs = keras.Input((config.size, config.size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255.0, name="rescale")(inputs)
+    x = keras.layers.Conv2D(32, (3, 3), activation="relu", name="conv")(x)
+    x = keras.layers.MaxPooling2D((2, 2), name="pool")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dense(64, activation="relu", name="dense")(x)
+    units, activation = _head_activation(num_classes)
+    outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="scratch_cnn")
