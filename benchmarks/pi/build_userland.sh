@@ -171,9 +171,21 @@ if [ -n "$EDGELITE_SRC" ]; then
             --exclude=__pycache__ --exclude=.venv -cf - . | tar -C "$TMPSRC" -xf -
         SRC=$TMPSRC
     fi
-    log "pip install --no-deps (emulated) $EDGELITE_SRC"
-    # build deps (setuptools/wheel) of an sdist/dir come from PyPI via build isolation
-    "${PIPI[@]}" -q --no-deps --force-reinstall "$SRC"
+    # skip the (slow, emulated) reinstall when the wheel/sdist/tree is unchanged
+    if [ -d "$SRC" ]; then
+        ELKEY=$(cd "$SRC" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum | cut -c1-32)
+    else
+        ELKEY=$(sha256sum "$SRC" | cut -c1-32)
+    fi
+    if [ "$(cat "$STATE/edgelite" 2>/dev/null)" != "$ELKEY" ] \
+        || [ ! -d "$ROOT/usr/local/lib/python3.11/dist-packages/edgelite" ]; then
+        log "pip install --no-deps (emulated) $EDGELITE_SRC"
+        # an sdist/dir gets its build deps (setuptools, wheel) from the index via build isolation
+        "${PIPI[@]}" -q --no-deps --force-reinstall "$SRC"
+        echo "$ELKEY" >"$STATE/edgelite"
+    else
+        log "edgelite unchanged, already installed"
+    fi
     SITE=$ROOT/usr/local/lib/python3.11/dist-packages
     if [ -e "$SITE/edgelite/__main__.py" ]; then
         RUN_EDGELITE="$PY -m edgelite"

@@ -124,7 +124,7 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
 
     Each row is measured in its own process; a model that fails to load, run or
     even crashes its process yields a row with `error` and the others go on.
-    With `options.data`, each model predicts the images once (at the first
+    With `options.data`, each model predicts the images once (at the largest
     thread count) for accuracy and agreement with the reference.
     """
     models: list[tuple[Path, str]] = []
@@ -133,7 +133,9 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
     for path in artifacts:
         if (Path(path), "artifact") not in models:
             models.append((Path(path), "artifact"))
-    jobs = [(path, kind, threads, i == 0) for path, kind in models for i, threads in enumerate(options.threads)]
+    # Predictions do not depend on the thread count: the data is predicted once per model, at the most threads.
+    jobs = [(path, kind, threads, threads == max(options.threads)) for path, kind in models
+            for threads in options.threads]
     machine = machine_info()
     rows = []
     for done, (path, kind, threads, evaluate) in enumerate(jobs):

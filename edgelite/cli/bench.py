@@ -30,8 +30,8 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     lines = []
     for row in rows:
         if row.get("error"):
-            lines.append([row["name"], str(row["threads"]), "error", human_size(row["size_bytes"] or 0),
-                          row["error"][:60], *[""] * 10])
+            lines.append([row["name"], str(row["threads"]), "failed", human_size(row["size_bytes"] or 0),
+                          *["-"] * 11])
             continue
         lat = row["latency_ms"]
         lines.append([
@@ -96,9 +96,9 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
         except EdgeliteError as exc:
             pick_error = exc
             report.pick = {"max_drop": max_drop, "name": None, "error": str(exc)}
-    for row in report.rows:
-        for message in row.get("assumptions") or []:
-            note(f"{row['name']}: {message}")
+    notes = dict.fromkeys(f"{row['name']}: {m}" for row in report.rows for m in row.get("assumptions") or [])
+    for message in notes:
+        note(message)
     title = f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"
     if report.reference:
         title += f"; agreement with {report.reference['name']}"
@@ -114,8 +114,9 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     if pick_error is not None:
         raise pick_error
     if report.failed:
-        names = ", ".join(sorted({row["name"] for row in report.failed}))
-        click.echo(f"error: {len(report.failed)} of {len(report.rows)} rows failed: {names}", err=True)
+        for row in report.failed:
+            click.echo(f"error: {row['name']} x{row['threads']}: {row['error']}", err=True)
+        click.echo(f"error: {len(report.failed)} of {len(report.rows)} rows failed", err=True)
         raise click.exceptions.Exit(1)
 
 

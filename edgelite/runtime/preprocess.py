@@ -93,10 +93,7 @@ def load_image(source: str | Path | Image.Image) -> PreparedImage:
             with Image.open(path) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise ImageError(
-                        f"{path}: {width}x{height} pixels is over the {MAX_PIXELS:,} pixel limit "
-                        "(possible decompression bomb); resize it first"
-                    )
+                    raise _bomb(path)
                 image.load()
                 return _to_rgb(ImageOps.exif_transpose(image), path.name)
     except ImageError:
@@ -104,9 +101,13 @@ def load_image(source: str | Path | Image.Image) -> PreparedImage:
     except Image.UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(f"{path}: too many pixels (possible decompression bomb)") from None
+        raise _bomb(path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path}: truncated or corrupt image ({exc})") from None
+
+
+def _bomb(path: Path) -> ImageError:
+    return ImageError(f"{path}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first")
 
 
 def _to_rgb(image: Image.Image, name: str) -> PreparedImage:

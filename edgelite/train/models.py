@@ -41,7 +41,8 @@ def _adam(config: XceptionConfig):
 
 
 @register_model("xception", XceptionConfig(), "Xception transfer model: frozen base, pooling, "
-                "inner dense, dropout, classifier", optimizer=_adam, scaling="xception")
+                "inner dense, dropout, classifier", optimizer=_adam, scaling="xception",
+                smoke={"size": 71, "weights": "none", "inner": 8})
 def build_xception(config: XceptionConfig, num_classes: int):
     keras = _keras()
     if not 0.0 <= config.dropout < 1.0:
@@ -107,7 +108,8 @@ def _sgd(config: ScratchConfig):
 
 
 @register_model("scratch", ScratchConfig(), "small CNN from scratch: Conv2D 32 3x3, MaxPool 2x2, "
-                "Dense 64, sigmoid for two classes (softmax for more)", optimizer=_sgd, scaling="rescale")
+                "Dense 64, sigmoid for two classes (softmax for more)", optimizer=_sgd, scaling="rescale",
+                smoke={"size": 32})
 def build_scratch(config: ScratchConfig, num_classes: int):
     keras = _keras()
     inputs = keras.Input((config.size, config.size, 3), name="image")

@@ -27,6 +27,8 @@ class ModelFamily:
         optimizer: makes the family's optimizer from its config.
         summary: one line for `--help`.
         scaling: how the model scales pixels inside its graph, recorded in artifacts.
+        smoke: config values for the quickest run that still builds the real
+            architecture (tests run every family with them).
     """
 
     name: str
@@ -35,6 +37,7 @@ class ModelFamily:
     optimizer: Callable[[Any], Any]
     summary: str
     scaling: str
+    smoke: dict
 
     def configure(self, **overrides: Any) -> Any:
         """The default config with `overrides` applied; unknown names are rejected."""
@@ -48,13 +51,14 @@ class ModelFamily:
 REGISTRY: dict[str, ModelFamily] = {}
 
 
-def register_model(name: str, config: Any, summary: str, optimizer: Callable[[Any], Any], scaling: str):
+def register_model(name: str, config: Any, summary: str, optimizer: Callable[[Any], Any], scaling: str,
+                   smoke: dict):
     """Decorator that adds a builder to the registry under `name`."""
 
     def decorate(build: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
         if name in REGISTRY:
             raise ValueError(f"model family {name!r} is registered twice")
-        REGISTRY[name] = ModelFamily(name, config, build, optimizer, summary, scaling)
+        REGISTRY[name] = ModelFamily(name, config, build, optimizer, summary, scaling, smoke)
         return build
 
     return decorate

@@ -1,0 +1,62 @@
+"""`edgelite bench` through click's CliRunner: exit codes and the messages a user sees."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgelite.cli import cli
+
+
+def bench(*args):
+    return CliRunner().invoke(cli, ["bench", *map(str, args)])
+
+
+def test_bench_writes_json_csv_and_plot_and_picks(bench_models, bench_data, tmp_path):
+    out = tmp_path / "b"
+    result = bench(bench_models["tflite_float32"], bench_models["tflite_int8"], "--data", bench_data,
+                   "--runs", 5, "--warmup", 1, "--json", f"{out}.json", "--csv", f"{out}.csv",
+                   "--plot", f"{out}.png", "--pick", "--max-drop", 100)
+    assert result.exit_code == 0, result.output
+    assert "tiny_int8.tflite" in result.stdout and "p50 ms" in result.stdout
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["pick"]["name"] in ("tiny_float32.tflite", "tiny_int8.tflite")
+    assert f"pick: {data['pick']['name']} at 1 thread(s)" in result.stdout
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert len(out.with_suffix(".csv").read_text().splitlines()) == 3
+
+
+def test_a_garbage_model_fails_its_row_and_the_exit_code(bench_models, tmp_path):
+    result = bench(bench_models["tflite_float32"], bench_models["garbage"], "--runs", 3,
+                   "--json", tmp_path / "b.json")
+    assert result.exit_code == 1
+    assert "error: garbage.tflite x1: ModelFileError: garbage.tflite:" in result.stderr
+    assert result.stderr.strip().endswith("error: 1 of 2 rows failed")
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert rows[0]["error"] is None and rows[0]["runs"] == 3
+
+
+def test_a_file_without_metadata_is_benched_with_notes(bench_models):
+    result = bench(bench_models["plain"], "--runs", 2)
+    assert result.exit_code == 0, result.output
+    assert "note: plain.tflite: no labels in the model; named them class_0, class_1, ..." in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pick"], "error: --pick needs accuracy: pass --data DIR with one sub-folder per class"),
+    (["--runs", "3", "--seconds", "1"], "error: give --runs or --seconds, not both"),
+    (["--threads", "1,x"], "error: --threads expects a comma list of whole numbers like 1,2,4, got '1,x'"),
+    (["--threads", "2,2"], "error: thread counts repeat: 2,2"),
+])
+def test_bad_options_exit_1_with_one_line(bench_models, args, message):
+    result = bench(bench_models["tflite_float32"], *args)
+    assert result.exit_code == 1
+    assert result.stderr.strip() == message
+
+
+def test_pick_with_no_room_keeps_the_reference_accuracy(bench_models, bench_data, tmp_path):
+    result = bench(bench_models["tflite_int8"], "--data", bench_data, "--reference", bench_models["tflite_float32"],
+                   "--runs", 2, "--pick", "--max-drop", 0, "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    pick = json.loads((tmp_path / "b.json").read_text())["pick"]
+    assert pick["accuracy"] >= pick["reference_accuracy"] == pick["min_accuracy"]
