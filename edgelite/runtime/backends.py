@@ -13,11 +13,13 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
 from edgelite.errors import DependencyError, ModelFileError
+from edgelite.runtime.op_versions import too_new_for
+from edgelite.runtime.tflite_format import OperatorCode
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,24 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(saved)
 
 
+def _check_op_versions(name: str, runtime: str, codes: Sequence[OperatorCode]) -> None:
+    """Name the op an old tflite-runtime lacks, before its interpreter fails less clearly."""
+    missing = [r for r in too_new_for(codes, runtime) if r.runtime]
+    if missing:
+        first = missing[0]
+        raise ModelFileError(
+            f"{name}: tflite-runtime {runtime} does not have the op {first.op} version {first.version} "
+            f"(TFLite {first.runtime} or newer has it); install ai-edge-litert: pip install ai-edge-litert")
+
+
 class TFLiteBackend:
     """LiteRT interpreters, one per calling thread, since one Interpreter is not thread-safe."""
 
-    def __init__(self, content: bytes, name: str, threads: Optional[int]):
+    def __init__(self, content: bytes, name: str, threads: Optional[int],
+                 operator_codes: Sequence[OperatorCode] = ()):
         self._factory, self.kind, self.version = _import_tflite_interpreter()
+        if self.kind == "tflite-runtime":
+            _check_op_versions(name, self.version, operator_codes)
         self._content = content
         self._name = name
         self._threads = threads

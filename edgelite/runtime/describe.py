@@ -8,6 +8,7 @@ from typing import Any, Union
 
 from edgelite.runtime.backends import TensorSpec
 from edgelite.runtime.model import load
+from edgelite.runtime.op_versions import minimum_runtime, requirements
 
 
 def _tensor(spec: TensorSpec) -> dict[str, Any]:
@@ -29,7 +30,8 @@ def describe(path: Union[str, Path]) -> dict[str, Any]:
         "assumptions": model.assumptions,
     }
     if model.tflite is not None:
-        info["operators"] = [{"name": op.name, "version": op.version} for op in model.tflite.operator_codes]
-        stamped = model.tflite.metadata.get("min_runtime_version", b"").split(b"\0")[0].decode(errors="replace")
-        info["min_runtime"] = stamped or None
+        codes = model.tflite.operator_codes
+        info["operators"] = [{"name": r.op, "version": r.version, "min_runtime": r.runtime}
+                             for r in requirements(codes)]
+        info["min_runtime"] = minimum_runtime(codes)
     return info

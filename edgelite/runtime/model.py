@@ -197,7 +197,8 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         tflite = read_tflite(content, path.name)
         raw = tflite.metadata.get(METADATA_KEY)
         metadata = ArtifactMetadata.from_json(raw) if raw else None
-        return Model(path, TFLiteBackend(content, path.name, threads), metadata, tflite, labels, scaling)
+        backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes)
+        return Model(path, backend, metadata, tflite, labels, scaling)
     if suffix == ".onnx":
         backend = OnnxBackend(path, threads)
         raw = backend.custom_metadata.get(METADATA_KEY)

@@ -172,12 +172,7 @@ def read_tflite_file(path: Path) -> TFLiteFile:
 
 
 def builtin_name(code: int) -> str:
-    """The BuiltinOperator name of a code, when a schema module is at hand."""
-    try:
-        from ai_edge_litert.schema_py_generated import BuiltinOperator
-    except ImportError:
-        return f"BUILTIN_{code}"
-    for name, value in vars(BuiltinOperator).items():
-        if value == code and not name.startswith("_"):
-            return name
-    return f"BUILTIN_{code}"
+    """The BuiltinOperator name of a code."""
+    from edgelite.runtime.op_versions import BUILTIN_NAMES
+
+    return BUILTIN_NAMES.get(code, f"BUILTIN_{code}")
