@@ -41,10 +41,15 @@ PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-
               help="Resize filter to record (default: the checkpoint's, else bilinear).")
 @click.option("--int8-io", "integer_io", type=click.Choice(["uint8", "int8"]), default="uint8", show_default=True,
               help="Input/output type of the full-integer TFLite model.")
+@click.option("--max-calibration-images", default=500, show_default=True, type=click.IntRange(min=1),
+              help="Use at most this many calibration images (a fixed random sample).")
+@click.option("--max-check-images", default=200, show_default=True, type=click.IntRange(min=1),
+              help="Check parity on at most this many images (a fixed random sample).")
 @click.option("--strict", is_flag=True, help="Exit 1 if an artifact misses its parity threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
-                    preprocess, interpolation, integer_io: str, strict: bool, as_json: bool) -> None:
+                    preprocess, interpolation, integer_io: str, max_calibration_images: int,
+                    max_check_images: int, strict: bool, as_json: bool) -> None:
     """Convert a Keras checkpoint to TFLite and ONNX artifacts, each checked against it.
 
     CHECKPOINT is a .keras file, a Keras 2 .h5 file or a SavedModel folder.
@@ -69,6 +74,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         interpolation=interpolation,
         integer_io=integer_io,
         strict=strict,
+        max_calibration_images=max_calibration_images,
+        max_check_images=max_check_images,
     )
     with ProgressBar() as progress:
         report = convert(checkpoint, out, options, progress)

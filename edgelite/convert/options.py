@@ -63,6 +63,8 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         _check_names("format", self.formats, FORMATS)
         _check_names("precision", self.precisions, PRECISIONS)
+        if self.max_calibration_images < 1 or self.max_check_images < 1:
+            raise OptionError("image limits must be at least 1")
         if self.integer_io not in ("uint8", "int8"):
             raise OptionError(f"unknown integer input/output type {self.integer_io!r}; expected uint8 or int8")
         for precision in self.precisions:
