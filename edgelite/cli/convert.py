@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgelite.errors import ParityError
+from edgelite.runtime.op_versions import version_key
 from edgelite.cli.common import ProgressBar, human_size, note, parse_labels, print_json, split_list, table, warn
 
 
@@ -17,11 +18,12 @@ def parity_rows(artifacts) -> list[list[str]]:
         p = a.parity
         acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
         rows.append([a.path.name, a.format, a.precision, human_size(a.size_bytes), f"{p.max_abs_diff:.2e}",
-                     f"{p.top1_agreement:.1%}", acc, "ok" if p.passed else "below"])
+                     f"{p.top1_agreement:.1%}", acc, "ok" if p.passed else "below", a.min_runtime or "-"])
     return rows
 
 
-PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-1 agree", "accuracy", "strict"]
+PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-1 agree", "accuracy", "strict",
+                  "min TFLite"]
 
 
 @click.command("convert")
@@ -45,11 +47,13 @@ PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-
               help="Use at most this many calibration images (a fixed random sample).")
 @click.option("--max-check-images", default=200, show_default=True, type=click.IntRange(min=1),
               help="Check parity on at most this many images (a fixed random sample).")
+@click.option("--compat", type=click.Choice(["tflite-runtime-2.14"]),
+              help="Keep every TFLite artifact loadable by an older runtime (fails if one cannot be).")
 @click.option("--strict", is_flag=True, help="Exit 1 if an artifact misses its parity threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
                     preprocess, interpolation, integer_io: str, max_calibration_images: int,
-                    max_check_images: int, strict: bool, as_json: bool) -> None:
+                    max_check_images: int, compat, strict: bool, as_json: bool) -> None:
     """Convert a Keras checkpoint to TFLite and ONNX artifacts, each checked against it.
 
     CHECKPOINT is a .keras file, a Keras 2 .h5 file or a SavedModel folder.
@@ -76,6 +80,7 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         strict=strict,
         max_calibration_images=max_calibration_images,
         max_check_images=max_check_images,
+        compat=compat,
     )
     with ProgressBar() as progress:
         report = convert(checkpoint, out, options, progress)
@@ -90,6 +95,13 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         images = report.artifacts[0].parity.images if report.artifacts else 0
         table(f"{checkpoint.name} -> {out}  (parity on {images} images from {report.check_folder})",
               PARITY_COLUMNS, parity_rows(report.artifacts))
+    newer = [a for a in report.artifacts if a.min_runtime and version_key(a.min_runtime) > version_key("2.14.0")]
+    if newer and not as_json:
+        needed = max((a.min_runtime for a in newer), key=version_key)
+        names = ", ".join(a.path.name for a in newer)
+        note(f"{names} need{'s' if len(newer) == 1 else ''} TFLite {needed} or newer (ai-edge-litert); "
+             f"tflite-runtime 2.14 cannot load {'it' if len(newer) == 1 else 'them'}: "
+             "convert with --compat tflite-runtime-2.14 for one it can load")
     if strict and report.failed:
         names = ", ".join(a.path.name for a in report.failed)
         raise ParityError(f"below the --strict parity thresholds: {names} (see {out / 'manifest.json'})")

@@ -22,13 +22,15 @@ import numpy as np
 from edgelite import __version__
 from edgelite.atomic import write_bytes_atomic
 from edgelite.convert.onnx import export_onnx
-from edgelite.convert.options import MIN_CALIBRATION_IMAGES, ConvertOptions
+from edgelite.convert.options import COMPAT_RUNTIMES, MIN_CALIBRATION_IMAGES, ConvertOptions
 from edgelite.convert.parity import Parity, check_parity, class_indices
 from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
 from edgelite.convert.tflite import export_tflite
-from edgelite.errors import OptionError
+from edgelite.errors import ConversionError, OptionError
 from edgelite.lazy import quiet_native
 from edgelite.runtime.folder import pixel_batches, read_folder
+from edgelite.runtime.op_versions import minimum_runtime, too_new_for
+from edgelite.runtime.tflite_format import read_tflite_file
 
 EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
@@ -47,10 +49,12 @@ class ArtifactReport:
     size_bytes: int
     sha256: str
     parity: Parity
+    min_runtime: Optional[str] = None
 
     def to_dict(self) -> dict:
         return {"file": self.path.name, "format": self.format, "precision": self.precision,
-                "size_bytes": self.size_bytes, "sha256": self.sha256, "parity": self.parity.to_dict()}
+                "size_bytes": self.size_bytes, "sha256": self.sha256, "min_runtime": self.min_runtime,
+                "parity": self.parity.to_dict()}
 
 
 @dataclass
@@ -83,6 +87,17 @@ def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
         batches.append(batch.astype(np.uint8))  # resized pixels are whole numbers: uint8 keeps them exactly
         progress(f"reading {what} images", sum(len(b) for b in batches), len(items))
     return np.concatenate(batches), [i.label for i in items]
+
+
+def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
+    """The oldest TFLite runtime that loads `path`; with --compat, fail if that is too new."""
+    codes = read_tflite_file(path).operator_codes
+    if options.compat is not None:
+        missing = too_new_for(codes, COMPAT_RUNTIMES[options.compat])
+        if missing:
+            ops = ", ".join(f"{r.op} v{r.version} (needs {r.runtime or 'an unknown runtime'})" for r in missing)
+            raise ConversionError(f"{path.name} does not load in {options.compat}: {ops}")
+    return minimum_runtime(codes)
 
 
 def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Progress = _noop) -> ConvertReport:
@@ -133,16 +148,17 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
             progress(f"writing {fmt} {precision}", done, len(targets))
             name = f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
             with quiet_native():
-                path = EXPORTERS[fmt](source, staging / name, precision, calibration, options.integer_io)
+                path = EXPORTERS[fmt](source, staging / name, precision, calibration, options)
+            min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
             progress(f"checking {fmt} {precision}", done, len(targets))
             parity = check_parity(path, precision, check_pixels, reference, truth)
-            written.append((path, fmt, precision, parity))
+            written.append((path, fmt, precision, parity, min_runtime))
         progress("done", len(targets), len(targets))
-        for path, fmt, precision, parity in written:
+        for path, fmt, precision, parity, min_runtime in written:
             final = out / path.name
             path.replace(final)
             report.artifacts.append(ArtifactReport(final, fmt, precision, final.stat().st_size,
-                                                   sha256_of(final), parity))
+                                                   sha256_of(final), parity, min_runtime))
     except BaseException:
         if not out_existed:
             shutil.rmtree(out, ignore_errors=True)

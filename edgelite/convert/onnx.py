@@ -9,6 +9,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgelite.atomic import atomic_path
+from edgelite.convert.options import ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.errors import ConversionError, missing_dependency
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
@@ -17,7 +18,7 @@ Calibration = Callable[[], Iterable[np.ndarray]]
 
 
 def export_onnx(source: SourceModel, path: Path, precision: str,
-                calibration: Optional[Calibration] = None, integer_io: str = "uint8") -> Path:
+                calibration: Optional[Calibration], options: ConvertOptions) -> Path:
     """Convert `source` to a .onnx file at `precision` and return its path.
 
     float32 goes through Keras's ONNX exporter (tf2onnx underneath). int8 is
@@ -26,7 +27,7 @@ def export_onnx(source: SourceModel, path: Path, precision: str,
     Weights use 7 bits (reduce_range): on x86 CPUs without VNNI, onnxruntime's
     uint8 x int8 kernels sum pairs of products in int16 and saturate with full
     8-bit weights (on the demo model top-1 agreement rose from 91% to 99%).
-    `integer_io` is accepted for a common signature and does not apply to ONNX.
+    `options` is taken for a common signature; none of its settings apply to ONNX.
     """
     try:
         import onnx

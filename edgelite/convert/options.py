@@ -11,6 +11,7 @@ from edgelite.errors import OptionError
 Format = Literal["tflite", "onnx"]
 Precision = Literal["float32", "float16", "dynamic", "int8"]
 IntegerIO = Literal["uint8", "int8"]
+Compat = Literal["tflite-runtime-2.14"]
 
 FORMATS: tuple[Format, ...] = ("tflite", "onnx")
 PRECISIONS: tuple[Precision, ...] = ("float32", "float16", "dynamic", "int8")
@@ -27,6 +28,8 @@ STRICT_LIMITS: dict[Precision, tuple[Optional[float], Optional[float]]] = {
     "int8": (None, 0.97),
 }
 MIN_CALIBRATION_IMAGES = 300
+# --compat targets: the TFLite runtime version every artifact must load in.
+COMPAT_RUNTIMES: dict[str, str] = {"tflite-runtime-2.14": "2.14.0"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class ConvertOptions:
             ("none", "rescale": x/255, "xception": x/127.5-1); put inside the artifact.
         interpolation: resize filter to record, when the checkpoint does not carry one.
         integer_io: input/output type of full-integer TFLite models.
+        compat: an older runtime every TFLite artifact must load in
+            ("tflite-runtime-2.14": dynamic-range Dense layers get per-tensor
+            weight scales, FULLY_CONNECTED v9 instead of v12).
         strict: fail when parity misses the thresholds in STRICT_LIMITS.
         max_calibration_images: cap on calibration images used.
         max_check_images: cap on parity images used.
@@ -56,6 +62,7 @@ class ConvertOptions:
     preprocess: Optional[str] = None
     interpolation: Optional[str] = None
     integer_io: IntegerIO = "uint8"
+    compat: Optional[Compat] = None
     strict: bool = False
     max_calibration_images: int = 500
     max_check_images: int = 200
@@ -63,6 +70,8 @@ class ConvertOptions:
     def __post_init__(self) -> None:
         _check_names("format", self.formats, FORMATS)
         _check_names("precision", self.precisions, PRECISIONS)
+        if self.compat is not None and self.compat not in COMPAT_RUNTIMES:
+            raise OptionError(f"unknown --compat {self.compat!r}; expected one of {', '.join(COMPAT_RUNTIMES)}")
         if self.max_calibration_images < 1 or self.max_check_images < 1:
             raise OptionError("image limits must be at least 1")
         if self.integer_io not in ("uint8", "int8"):

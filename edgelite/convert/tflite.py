@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgelite.atomic import write_bytes_atomic
+from edgelite.convert.options import ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.lazy import import_keras
 from edgelite.errors import ConversionError
@@ -17,7 +18,7 @@ Calibration = Callable[[], Iterable[np.ndarray]]
 
 
 def export_tflite(source: SourceModel, path: Path, precision: str,
-                  calibration: Optional[Calibration] = None, integer_io: str = "uint8") -> Path:
+                  calibration: Optional[Calibration], options: ConvertOptions) -> Path:
     """Convert `source` to a .tflite file at `precision` and return its path.
 
     Args:
@@ -27,12 +28,17 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
             int8 (full integer, calibrated).
         calibration: for int8, a callable returning an iterable of (N, H, W, 3)
             float32 batches of raw pixels.
-        integer_io: uint8 or int8 input/output for the full-integer model.
+        options: integer_io (uint8 or int8 input/output of the full-integer
+            model) and compat (an older runtime to stay loadable in) apply here.
     """
     tf, _ = import_keras("convert")
     converter = tf.lite.TFLiteConverter.from_keras_model(source.model)
     if precision in ("float16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "dynamic" and options.compat == "tflite-runtime-2.14":
+        # Per-channel int8 weights with float activations make FULLY_CONNECTED v12
+        # (TFLite >= 2.17); one scale per Dense layer keeps it at v9 (>= 2.3).
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
@@ -46,7 +52,7 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = tf.uint8 if integer_io == "uint8" else tf.int8
+        io_type = tf.uint8 if options.integer_io == "uint8" else tf.int8
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
     try:

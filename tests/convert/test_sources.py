@@ -69,7 +69,7 @@ def test_a_file_that_is_not_a_model(tmp_path, color_data):
 def test_failure_midway_leaves_the_out_folder_as_it_was(tmp_path, trained_checkpoint, color_data, monkeypatch):
     import edgelite.convert as convert_module
 
-    def broken(source, path, precision, calibration, integer_io):
+    def broken(source, path, precision, calibration, options):
         path.write_bytes(b"half an onnx file")
         raise ModelFileError("simulated exporter failure")
 
