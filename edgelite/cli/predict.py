@@ -53,8 +53,10 @@ def predict_command(model_path: Path, images: tuple[Path, ...], top_k: int, thre
         for result in results:
             for message in result["notes"]:
                 note(message)
-            rows = [[i + 1, p["label"], f"{p['score']:.4f}"] for i, p in enumerate(result["predictions"])]
-            table(result["image"], ["rank", "label", "score"], rows)
+        rows = [[r["image"]] + [f"{p['label']} {p['score']:.4f}" for p in r["predictions"]] for r in results]
+        if rows:
+            table(f"{model_path.name} ({model.backend_name})", ["image"] + [f"#{i + 1}" for i in range(top_k)],
+                  rows)
     for message in failures:
         click.echo(f"error: {message}", err=True)
     if failures:
