@@ -1,7 +1,8 @@
 """Which devices training runs on, and the tf.distribute strategy for them.
 
 One GPU or none: the default strategy. Several GPUs: MirroredStrategy.
-A TF_CONFIG naming a cluster: MultiWorkerMirroredStrategy. Mixed precision
+A TF_CONFIG naming a cluster of workers: MultiWorkerMirroredStrategy (also
+with a single worker, which is how it is tested on one machine). Mixed precision
 ("auto") is switched on only when a GPU is there.
 """
 
@@ -36,7 +37,7 @@ def _multi_worker_cluster() -> bool:
         cluster = json.loads(raw).get("cluster", {})
     except ValueError:
         raise OptionError("TF_CONFIG is set but is not valid JSON") from None
-    return sum(len(v) for v in cluster.values()) > 1
+    return bool(cluster.get("worker") or cluster.get("chief"))
 
 
 def select_hardware(mixed_precision: MixedPrecision = "auto") -> Hardware:
