@@ -43,31 +43,38 @@ NOTES = {
                 "harder than for a trained model; latency does not depend on the weights' values.",
 }
 INT8_TEXT = """\
-What the measurements below show, and why:
+What the tables below show, and why (the tables are this run's; between two runs of the suite on this
+shared machine the ratios moved by up to ~0.1-0.2, the conclusions did not):
 
-- **The CPU has no int8 dot-product instructions.** This EPYC exposes AVX2 and FMA but neither AVX-512 VNNI
-  nor AVX-VNNI. Without `vpdpbusd`, an int8 GEMM/convolution kernel on AVX2 (XNNPACK's QS8 kernels, ruy's
-  AVX2 path) widens int8 to int16 and uses `vpmaddwd`: 16 multiply-adds per 256-bit instruction, and it
-  needs extra widening/shuffle and requantization work. A float32 FMA does 8 multiply-adds per instruction
-  at the same issue rate, with two FMA ports. Per cycle the two are roughly even, so int8 saves memory
-  traffic (weights 4x smaller) but not arithmetic. Xception at 299x299 is compute-bound (8.4 GMACs on
-  about 22 M weights, several hundred MACs per weight byte), so the smaller weights barely help.
-- **XNNPACK on/off** (LiteRT's default `AUTO` op resolver vs `BUILTIN_WITHOUT_DEFAULT_DELEGATES`): see the
-  table. XNNPACK is the faster path for float32 and for int8; turning it off does not unlock a faster int8
-  kernel, the built-in (ruy) int8 path is slower still.
-- **Per-channel vs per-tensor weights**, **uint8 vs int8 input/output**: the I/O type only changes the first
-  and last QUANTIZE op, and per-tensor scales only simplify requantization; neither changes the inner
-  kernels' arithmetic, so neither moves int8 towards 1.5x (see the ratios).
-- **Threads**: both precisions scale about the same from 1 to 2 threads, so the int8/float32 ratio
-  does not depend on the thread count.
-- **Dynamic range** (int8 weights, float activations) is slower than float32 here: XNNPACK runs it by
-  dequantizing weights to float, or the built-in hybrid kernels quantize activations on the fly.
+- **The CPU has no int8 dot-product instruction.** This EPYC has AVX2 and FMA but neither AVX-512 VNNI nor
+  AVX-VNNI. A float32 FMA does 8 multiply-adds per 256-bit instruction. Without `vpdpbusd`, XNNPACK's
+  QS8 kernels for AVX2 sign-extend int8 to int16 and use `vpmaddwd` (16 multiply-adds, pairwise summed,
+  per instruction) plus the extension and requantization work, which nets out close to float32's rate.
+  Xception at 299x299 is compute-bound (8.4 GMACs on ~21 M weights), so 4x smaller weights save little
+  memory traffic. Result: TFLite int8 is only ~1.0-1.2x float32 at 1 thread in every variant.
+- **Threads make it worse**: XNNPACK float32 speeds up ~1.9-2.3x with the second core, int8 only ~1.5-1.6x,
+  so at 2 threads int8 is no faster than float32 (1.02x in the bench table, 0.75x in the study). The likely
+  cause is the next point.
+- **XNNPACK does not take the whole int8 graph**: the int8 interpreter holds 12 XNNPACK partitions (float32:
+  1), so some ops (most likely the 12 residual ADDs of Xception, whose two inputs have different scales; not
+  verified op by op) run on built-in kernels between partitions, with a hand-off at each boundary.
+  Dynamic-range has 34 partitions, one per DEPTHWISE_CONV_2D, which XNNPACK does not run in hybrid mode,
+  and is slower than float32 with XNNPACK.
+- **XNNPACK on/off** (LiteRT's default `AUTO` op resolver vs `BUILTIN_WITHOUT_DEFAULT_DELEGATES`):
+  XNNPACK is ~2.5x faster than the built-in kernels for float32 *and* int8. Turning it off never helps:
+  int8 gains ~1.2x over float32 with the built-in kernels, but both are far slower than XNNPACK float32.
+- **Per-channel vs per-tensor weights** and **uint8 vs int8 input/output**: within the noise of each other
+  (the I/O type only changes the first and last QUANTIZE op; per-tensor only simplifies requantization).
+  Neither is a lever towards 1.5x.
+- **onnxruntime int8 is the exception**: its QDQ int8 model (uint8 activations x int8 weights) runs on
+  MLAS's u8s8 AVX2 kernels (`vpmaddubsw`, 32 multiply-adds per instruction) and is clearly faster than
+  onnxruntime float32 and than every TFLite artifact here (see the Xception table: ~0.6-0.7x the
+  onnxruntime float32 p50). On an x86 AVX2 device the artifact to ship is `*_int8.onnx`; TFLite int8's
+  advantage appears on CPUs with VNNI (Intel Cascade Lake+, AMD Zen 4+) or ARM dot-product (`asimddp`,
+  e.g. the Raspberry Pi 5's Cortex-A76), which the benchmarks/pi suite covers.
 
-So 1.5x for int8 over float32 is not reachable on this CPU by converter or runtime flags; it needs a CPU with
-VNNI (Intel Cascade Lake or later, AMD Zen 4 or later) or ARM dot-product (`asimddp`, e.g. a Raspberry Pi 5's
-Cortex-A76), where int8 kernels do 4x the multiply-adds of float32 per instruction. On this machine the
-fastest faithful artifact is the float32 (or float16, which XNNPACK runs as float32) TFLite file with
-XNNPACK; int8 remains the smallest file (4x smaller) for the same speed."""
+No converter or LiteRT Python setting tried here (XNNPACK on/off, per-tensor, int8 I/O, threads) makes TFLite
+int8 reach 1.5x float32 on this CPU, and none is worth changing a default for."""
 
 
 def log(message: str) -> None:
@@ -111,10 +118,17 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--skip-study", action="store_true", help="Leave out the int8 study.")
+    parser.add_argument("--render-only", action="store_true",
+                        help="Rewrite RESULTS.md from the results.json of the last run, measuring nothing.")
     args = parser.parse_args()
+    if args.render_only:
+        results = json.loads((HERE / "results.json").read_text())
+        write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
+        return
     threads = tuple(int(t) for t in args.threads.split(","))
     started = time.perf_counter()
     models = prepare(args.work, log)
+    prepare_min = (time.perf_counter() - started) / 60
 
     log("measuring the float32 peak and Python's start-up")
     peaks = {t: peak_gflops(t) for t in threads}
@@ -151,6 +165,7 @@ def main() -> None:
                               "end": {t: p["gflops"] for t, p in peaks_after.items()}}
     results["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     results["duration_min"] = (time.perf_counter() - started) / 60
+    results["prepare_min"] = prepare_min
     write_bytes_atomic(HERE / "results.json", (json.dumps(results, indent=1, default=str) + "\n").encode())
     write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
     for line in targets(results["models"])[1]:

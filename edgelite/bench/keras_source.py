@@ -11,14 +11,6 @@ from edgelite.convert.source import SourceModel, load_checkpoint
 from edgelite.errors import OptionError
 from edgelite.lazy import import_keras
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
-def is_keras_checkpoint(path: Path) -> bool:
-    """True for a file or folder `edgelite convert` would read as a Keras checkpoint."""
-    path = Path(path)
-    return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
-
 
 def load_reference(path: Path) -> SourceModel:
     """Load a checkpoint taking raw 0-255 pixels, naming classes class_i if it records no labels.

@@ -46,8 +46,17 @@ def write_csv(report: BenchReport, path: Path) -> Path:
     return Path(path)
 
 
-def row_label(row: dict[str, Any]) -> str:
-    return f"{row['name']} x{row['threads']}"
+def row_label(row: dict[str, Any], prefix: str = "") -> str:
+    """'name x<threads>', without the prefix every model name shares (the checkpoint's stem)."""
+    name = row["name"][len(prefix):].lstrip("_.-") if prefix else row["name"]
+    return f"{name or row['name']} x{row['threads']}"
+
+
+def _shared_prefix(rows: list[dict[str, Any]]) -> str:
+    import os
+
+    names = [row["name"] for row in rows]
+    return os.path.commonprefix(names) if len(set(names)) > 1 else ""
 
 
 def write_plot(report: BenchReport, path: Path) -> Path:
@@ -59,17 +68,23 @@ def write_plot(report: BenchReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import ScalarFormatter
+
     measured = [row for row in report.rows if not row.get("error") and row.get("samples_ms")]
+    prefix = _shared_prefix(measured)
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, max(5.0, 0.32 * len(measured) + 1.5)))
-    _scatter(left, measured)
+    _scatter(left, measured, prefix)
     if measured:
         right.boxplot([row["samples_ms"] for row in measured], vert=False, showfliers=True,
-                      tick_labels=[row_label(row) for row in measured])
+                      tick_labels=[row_label(row, prefix) for row in measured])
         right.set_xscale("log")
+    for axis in (left, right):
+        axis.xaxis.set_major_formatter(ScalarFormatter())
     right.set_xlabel("latency per call (ms, log scale)")
     right.set_title("latency distribution")
     right.tick_params(axis="y", labelsize=8)
-    figure.suptitle(f"edgelite bench, batch {report.options.batch}, {report.machine.get('cpu', '')}")
+    figure.suptitle(f"edgelite bench {prefix.rstrip('_.-')}, batch {report.options.batch}, "
+                    f"{report.machine.get('cpu', '')}")
     figure.tight_layout()
     with atomic_path(Path(path)) as temp:
         figure.savefig(temp, format="png", dpi=110)
@@ -77,7 +92,7 @@ def write_plot(report: BenchReport, path: Path) -> Path:
     return Path(path)
 
 
-def _scatter(axis, rows: list[dict[str, Any]]) -> None:
+def _scatter(axis, rows: list[dict[str, Any]], prefix: str) -> None:
     metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "agreement"
     points = [r for r in rows if r.get(metric) is not None]
     if not points:
@@ -89,7 +104,7 @@ def _scatter(axis, rows: list[dict[str, Any]]) -> None:
         y = row[metric] * 100 if metric else 0.0
         size = 30 + 600 * (row.get("size_bytes") or 0) / largest
         axis.scatter(row["latency_ms"]["p50"], y, s=size, alpha=0.5, color=colours.get(row.get("format"), "tab:grey"))
-        axis.annotate(row_label(row), (row["latency_ms"]["p50"], y), fontsize=7, xytext=(4, 4),
+        axis.annotate(row_label(row, prefix), (row["latency_ms"]["p50"], y), fontsize=7, xytext=(4, 4),
                       textcoords="offset points")
     axis.set_xscale("log")
     axis.set_xlabel("p50 latency (ms, log scale)")

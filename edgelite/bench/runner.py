@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -19,7 +20,6 @@ from edgelite.bench.options import BenchOptions
 from edgelite.bench.schema import SCHEMA_VERSION
 
 Progress = Callable[[str, int, int], None]
-ARTIFACT_SUFFIXES = (".tflite", ".onnx")
 # What a row inherits from the row of the same model that evaluated the data.
 EVALUATED_FIELDS = ("accuracy", "agreement", "eval_images", "labelled_images")
 
@@ -34,6 +34,7 @@ class BenchReport:
     versions: dict[str, str]
     reference: Optional[dict[str, Any]] = None
     pick: Optional[dict[str, Any]] = None
+    notes: list[str] = field(default_factory=list)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
@@ -47,7 +48,7 @@ class BenchReport:
                         "seconds": opts.seconds, "warmup": opts.warmup,
                         "data": str(opts.data) if opts.data else None, "limit": opts.limit,
                         "reference": str(opts.reference) if opts.reference else None},
-            "reference": self.reference, "pick": self.pick, "rows": rows,
+            "reference": self.reference, "pick": self.pick, "notes": self.notes, "rows": rows,
         }
 
     @property
@@ -60,14 +61,18 @@ def _noop(description: str, completed: int, total: int) -> None:
     pass
 
 
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def is_keras_checkpoint(path: Path) -> bool:
+    """True for a file or folder `edgelite convert` would read as a Keras checkpoint."""
+    path = Path(path)
+    return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
+
+
 def model_kind(path: Path) -> str:
     """'keras' for a checkpoint, 'artifact' for anything else (the runtime says if it cannot load it)."""
-    from edgelite.bench.keras_source import KERAS_SUFFIXES
-
-    path = Path(path)
-    if path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file()):
-        return "keras"
-    return "artifact"
+    return "keras" if is_keras_checkpoint(Path(path)) else "artifact"
 
 
 def job_for(path: Path, kind: str, threads: int, options: BenchOptions, evaluate: bool) -> dict[str, Any]:
@@ -128,8 +133,14 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
     thread count) for accuracy and agreement with the reference.
     """
     models: list[tuple[Path, str]] = []
-    if options.reference is not None:
-        models.append((Path(options.reference), model_kind(options.reference)))
+    notes: list[str] = []
+    reference = Path(options.reference) if options.reference is not None else None
+    if reference is not None and model_kind(reference) == "keras" and importlib.util.find_spec("tensorflow") is None:
+        notes.append(f"TensorFlow is not installed: no Keras baseline row for {reference.name}, and agreement is "
+                     "with the float32 artifact (pip install 'edgelite[convert]' for the baseline)")
+        reference = None
+    if reference is not None:
+        models.append((reference, model_kind(reference)))
     for path in artifacts:
         if (Path(path), "artifact") not in models:
             models.append((Path(path), "artifact"))
@@ -147,24 +158,24 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
         rows.append(row)
     progress("done", len(jobs), len(jobs))
     machine["loadavg_end"] = list(os.getloadavg())
-    reference = _compare_with_reference(rows, options)
-    return BenchReport(rows, options, machine, versions(), reference)
+    compared = _compare_with_reference(rows, reference)
+    return BenchReport(rows, options, machine, versions(), compared, notes=notes)
 
 
-def find_reference(rows: list[dict[str, Any]], options: BenchOptions) -> Optional[dict[str, Any]]:
-    """The evaluated row predictions are compared with: --reference, else the float32 artifact."""
+def find_reference(rows: list[dict[str, Any]], reference: Optional[Path]) -> Optional[dict[str, Any]]:
+    """The evaluated row predictions are compared with: `reference`, else the float32 artifact."""
     evaluated = [row for row in rows if "predicted" in row and not row.get("error")]
-    if options.reference is not None:
-        wanted = str(Path(options.reference))
+    if reference is not None:
+        wanted = str(reference)
         return next((row for row in evaluated if row["path"] == wanted), None)
     float32 = [row for row in evaluated if row.get("precision") == "float32"]
     float32.sort(key=lambda row: row.get("format") != "tflite")  # the TFLite float32 first, then ONNX
     return float32[0] if float32 else None
 
 
-def _compare_with_reference(rows: list[dict[str, Any]], options: BenchOptions) -> Optional[dict[str, Any]]:
+def _compare_with_reference(rows: list[dict[str, Any]], wanted: Optional[Path]) -> Optional[dict[str, Any]]:
     """Fill in top-1 agreement with the reference; copy evaluated figures to the other thread counts."""
-    reference = find_reference(rows, options)
+    reference = find_reference(rows, wanted)
     if reference is not None:
         expected = dict(zip(reference["images"], reference["predicted"]))
         for row in rows:

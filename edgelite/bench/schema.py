@@ -15,7 +15,8 @@ Top level:
                       null without --data or when it failed
     pick              with --pick: max_drop (accuracy points), reference_accuracy,
                       min_accuracy, name, path, threads, latency_p50_ms, accuracy;
-                      name is null when nothing is within the budget
+                      name is null (and error says why) when nothing is within the budget
+    notes             what the run left out and why (e.g. no Keras row without TensorFlow)
     rows              one object per (model, thread count), in run order:
 
 Row:
@@ -37,8 +38,9 @@ Row:
     import_s          seconds to import the runtime (or TensorFlow) in a fresh process
     load_s            seconds to load the model (and, for the runtime, its interpreter)
     first_inference_s seconds of the first prediction
-    cold_start_s      import + load + first prediction (the first image's preprocessing
-                      included with --data), from the worker's first line
+    cold_start_s      import_s + load_s + first_inference_s, plus the first image's
+                      preprocessing with --data: what an app pays before its first answer
+                      (Python's own start-up not included)
     process_wall_s    the worker process's whole life, Python start-up and evaluation
                       included
     runs              timed inferences
@@ -50,7 +52,8 @@ Row:
     preprocess_source "data", or "synthetic 640x480 JPEG" without --data
     rss_idle_mb       resident memory of the worker after importing the runtime, before
                       loading (the idle process)
-    peak_rss_mb       the worker's peak resident memory
+    peak_rss_mb       the worker's peak resident memory through load, first prediction and
+                      the timed runs (read before the --data evaluation, which runs larger batches)
     rss_growth_mb     peak_rss_mb - rss_idle_mb: what loading and running the model cost
     loadavg           os.getloadavg() when the row finished (the machine may be shared)
     accuracy          top-1 accuracy on the labelled --data images (null without data or
@@ -64,7 +67,7 @@ Row:
 SCHEMA_VERSION = "edgelite.bench/1"
 
 TOP_LEVEL_KEYS = ("schema", "edgelite_version", "created", "machine", "versions", "options", "reference",
-                  "pick", "rows")
+                  "pick", "notes", "rows")
 ROW_KEYS = ("name", "path", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
             "size_bytes", "input", "labels", "assumptions", "import_s", "load_s", "first_inference_s",
             "cold_start_s", "process_wall_s", "runs", "latency_ms", "samples_ms", "throughput_ips",

@@ -96,6 +96,8 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
         except EdgeliteError as exc:
             pick_error = exc
             report.pick = {"max_drop": max_drop, "name": None, "error": str(exc)}
+    for message in report.notes:
+        note(message)
     notes = dict.fromkeys(f"{row['name']}: {m}" for row in report.rows for m in row.get("assumptions") or [])
     for message in notes:
         note(message)

@@ -109,3 +109,16 @@ def test_a_worker_past_its_timeout_is_an_error_row(bench_models):
 ])
 def test_crash_messages(code, stderr, message):
     assert _crash_message(code, stderr) == message
+
+
+def test_without_tensorflow_the_keras_row_is_left_out_with_a_note(bench_models, bench_data, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorflow" else real(name, *a))
+    options = BenchOptions(runs=2, warmup=0, data=bench_data, reference=bench_models["keras"])
+    report = run_bench([bench_models["tflite_float32"]], options)
+    assert [row["kind"] for row in report.rows] == ["artifact"]
+    assert report.reference["name"] == "tiny_float32.tflite"
+    assert report.notes == ["TensorFlow is not installed: no Keras baseline row for tiny.keras, and agreement is "
+                            "with the float32 artifact (pip install 'edgelite[convert]' for the baseline)"]
