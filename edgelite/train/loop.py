@@ -243,6 +243,10 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
         raise OptionError(f"{out} holds an earlier run; pass --resume to continue it, or choose another --out")
     if options.resume and not resume_file.exists():
         raise OptionError(f"nothing to resume: {resume_file} does not exist")
+    if options.resume:
+        # A killed run can leave the temp file of an atomic write behind; its target is intact.
+        for stale in list(out.glob(".*.tmp")) + list(out.glob(".*.keras.*.keras")):
+            stale.unlink()
     tf, keras = import_keras("train")
     keras.utils.set_random_seed(options.seed)
     hardware = select_hardware(options.mixed_precision)  # type: ignore[arg-type]
