@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from edgelite.errors import missing_dependency
+from edgelite.runtime.backends import silenced_fds
 
 
 def import_keras(extra: str):
@@ -45,21 +46,7 @@ def quiet_native() -> Iterator[None]:
     if os.environ.get("EDGELITE_DEBUG") == "1":
         yield
         return
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+    with silenced_fds(1, 2), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
             contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore")
-        saved = []
-        try:
-            for fd in (1, 2):
-                try:
-                    saved.append((fd, os.dup(fd)))
-                except OSError:
-                    continue
-            with open(os.devnull, "wb") as devnull:
-                for fd, _ in saved:
-                    os.dup2(devnull.fileno(), fd)
-                yield
-        finally:
-            for fd, copy in saved:
-                os.dup2(copy, fd)
-                os.close(copy)
+        yield

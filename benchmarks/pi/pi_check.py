@@ -21,12 +21,10 @@ import platform
 import sys
 import time
 import zipfile
-from importlib.metadata import PackageNotFoundError, distributions, version
+from importlib.metadata import distributions
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
-VERSIONED = ("edgelite", "numpy", "pillow", "ai-edge-litert", "tflite-runtime", "onnxruntime", "tensorflow",
-             "tensorflow-cpu")
 
 
 def die(message: str) -> None:
@@ -59,16 +57,6 @@ def cmd_images(args) -> None:
 
 
 # ---------------------------------------------------------------- scores
-def installed_versions() -> dict:
-    found = {}
-    for name in VERSIONED:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
 def list_artifacts(folder: Path, formats: list[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lstrip(".") in formats)
 
@@ -76,6 +64,7 @@ def list_artifacts(folder: Path, formats: list[str]) -> list[Path]:
 def cmd_scores(args) -> None:
     import importlib.util
 
+    from edgelite.bench.machine import versions
     from edgelite.runtime import load
 
     images = [Path(line) for line in Path(args.images).read_text().split()]
@@ -106,7 +95,7 @@ def cmd_scores(args) -> None:
         print(f"  {path.name}: {model.backend_name}, {len(images)} images in {row['run_s']} s", file=sys.stderr)
     write_json(Path(args.out), {
         "machine": platform.machine(), "python": platform.python_version(), "executable": sys.executable,
-        "versions": installed_versions(),
+        "versions": versions(),
         "tensorflow_importable": importlib.util.find_spec("tensorflow") is not None,
         "images": [str(p) for p in images], "artifacts": rows})
 

@@ -78,20 +78,28 @@ def _explain_load_failure(name: str, kind: str, version: str, exc: Exception) ->
 
 
 @contextmanager
-def _native_stderr_silenced() -> Iterator[None]:
+def silenced_fds(*fds: int) -> Iterator[None]:
+    """Point file descriptors at /dev/null for the block: native code writes past sys.stdout/stderr."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    saved = []
     try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real stderr (e.g. under a test runner): nothing to silence
-        yield
-        return
-    try:
+        for fd in fds:
+            try:
+                saved.append((fd, os.dup(fd)))
+            except OSError:  # no such descriptor: nothing to silence
+                continue
         with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
+            for fd, _ in saved:
+                os.dup2(devnull.fileno(), fd)
             yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, copy in saved:
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _check_op_versions(name: str, runtime: str, codes: Sequence[OperatorCode]) -> None:
@@ -116,7 +124,7 @@ class TFLiteBackend:
         self._name = name
         self._threads = threads
         self._local = threading.local()
-        with _native_stderr_silenced():  # LiteRT prints an INFO line on its first interpreter
+        with silenced_fds(2):  # LiteRT prints an INFO line on its first interpreter
             interpreter = self._interpreter()
         self.inputs = tuple(self._spec(d) for d in interpreter.get_input_details())
         self.outputs = tuple(self._spec(d) for d in interpreter.get_output_details())

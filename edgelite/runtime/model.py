@@ -15,6 +15,7 @@ from edgelite.runtime.preprocess import (
     ImageSource,
     PreparedImage,
     check_interpolation,
+    check_scaling,
     preprocess,
     scale_pixels,
 )
@@ -70,8 +71,7 @@ class Model:
 
     def _input_scaling(self, scaling: Optional[str]) -> str:
         if scaling is not None:
-            scale_pixels(np.zeros((1,), np.float32), scaling)  # validates the name
-            return scaling
+            return check_scaling(scaling)
         if self.metadata:
             return self.metadata.input_scaling
         if not self.input.quantized and np.issubdtype(self.input.dtype, np.floating):

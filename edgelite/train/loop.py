@@ -16,7 +16,7 @@ import time
 import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -136,24 +136,17 @@ def _datasets(tf, data: Dataset, options: TrainOptions, augment, sigmoid: bool):
     return pipeline(data.train_x, data.train_y, True), pipeline(data.val_x, data.val_y, False)
 
 
-class _EpochRecorder:
-    """Keras callback body: history, best checkpoint and the resume file at each epoch end."""
+def _epoch_callback(keras, run: "_Run"):
+    """A Keras callback that hands each finished epoch, with its duration, to `run`."""
 
-    def __init__(self, run: "_Run"):
-        self.run = run
-        self.started = 0.0
+    class EpochRecorder(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
 
-    def callback(self, keras):
-        recorder = self
+        def on_epoch_end(self, epoch, logs=None):
+            run.epoch_done(self.model, epoch + 1, logs or {}, time.perf_counter() - self.started)
 
-        class Recorder(keras.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                recorder.started = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                recorder.run.epoch_done(self.model, epoch + 1, logs or {}, time.perf_counter() - recorder.started)
-
-        return Recorder()
+    return EpochRecorder()
 
 
 class _Run:
@@ -277,7 +270,7 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
         else:
             model = family.build(config, len(data.classes))
             _compile(model, family.optimizer(config), sigmoid, options.xla)
-    recorder = _EpochRecorder(run).callback(keras)
+    recorder = _epoch_callback(keras, run)
 
     done = len(run.history)
     if done < options.epochs:
