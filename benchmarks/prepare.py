@@ -92,7 +92,7 @@ def train(plan: ModelPlan, work: Path, log) -> Path:
 
 def train_with_keras(plan: ModelPlan, data: Path, run: Path) -> Path:
     """The fallback: the same architectures built and fitted with Keras directly."""
-    from edgelite.convert.source import CHECKPOINT_METADATA
+    from edgelite.runtime.metadata import CHECKPOINT_METADATA
     from edgelite.lazy import import_keras
     from edgelite.runtime.metadata import ArtifactMetadata
 

@@ -20,6 +20,10 @@ class OptionError(EdgeliteError):
     """An option has a value edgelite does not know."""
 
 
+class MissingLabelsError(OptionError):
+    """A checkpoint records no class labels and none were given."""
+
+
 class DependencyError(EdgeliteError):
     """An optional dependency is needed for this step and is not installed."""
 
@@ -41,4 +45,16 @@ def missing_dependency(package: str, extra: str) -> DependencyError:
 
 
 class ParityError(EdgeliteError):
-    """An artifact misses its --strict parity threshold."""
+    """An artifact misses its --strict parity threshold.
+
+    Attributes:
+        report: the whole convert report (the artifacts were written; see its manifest).
+    """
+
+    def __init__(self, message: str, report: object = None):
+        super().__init__(message)
+        self.report = report
+
+
+class PickError(EdgeliteError):
+    """No measured artifact is accurate enough to be picked."""

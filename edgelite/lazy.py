@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from edgelite.errors import missing_dependency
-from edgelite.runtime.backends import silenced_fds
+from edgelite.silence import silenced_fds
 
 
 def import_keras(extra: str):

@@ -11,10 +11,12 @@ with an `error`. The JSON schema is documented in `edgelite.bench.schema`.
 """
 
 from edgelite.bench.options import BenchOptions
-from edgelite.bench.pick import PickError, pick_fastest
+from edgelite.bench.job import WorkerJob
+from edgelite.bench.pick import pick_fastest
 from edgelite.bench.report import write_csv, write_json, write_plot
 from edgelite.bench.runner import BenchReport, run_bench
 from edgelite.bench.schema import SCHEMA_VERSION
+from edgelite.errors import PickError
 
 __all__ = ["BenchOptions", "BenchReport", "PickError", "SCHEMA_VERSION", "pick_fastest", "run_bench",
-           "write_csv", "write_json", "write_plot"]
+           "WorkerJob", "write_csv", "write_json", "write_plot"]

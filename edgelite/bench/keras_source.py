@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgelite.convert.source import SourceModel, load_checkpoint
-from edgelite.errors import OptionError
+from edgelite.errors import MissingLabelsError
 from edgelite.lazy import import_keras
 
 
@@ -20,9 +20,8 @@ def load_reference(path: Path) -> SourceModel:
     """
     try:
         return load_checkpoint(path)
-    except OptionError as exc:
-        if "labels" not in str(exc):
-            raise
+    except MissingLabelsError:
+        pass
     _, keras = import_keras("convert")
     outputs = int(keras.saving.load_model(path, compile=False, safe_mode=True).output_shape[-1])
     classes = 2 if outputs == 1 else outputs

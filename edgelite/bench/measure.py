@@ -71,16 +71,3 @@ def peak_rss_mb() -> float:
     """Highest resident memory this process has had, in MiB."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def top1(scores: np.ndarray) -> np.ndarray:
-    """Top-1 class per row; a one-unit sigmoid output is thresholded at 0.5."""
-    return (scores[:, 0] >= 0.5).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
-
-
-def accuracy(predicted: Sequence[int], truth: Sequence[int]) -> Optional[float]:
-    """Top-1 accuracy over images whose class is known (truth >= 0); None when none is."""
-    known = [(p, t) for p, t in zip(predicted, truth) if t >= 0]
-    if not known:
-        return None
-    return sum(p == t for p, t in known) / len(known)

@@ -28,6 +28,9 @@ class BenchOptions:
             row) or an artifact; None: the float32 artifact among those benched.
         timeout: seconds one worker process may take before it is stopped.
         min_runs: the least number of timed runs with `seconds`.
+        pick: name the fastest artifact within `max_drop` accuracy points of the
+            reference (needs `data`); the report carries it in `pick`.
+        max_drop: accuracy points the pick may lose against the reference.
     """
 
     threads: tuple[int, ...] = (1,)
@@ -40,6 +43,8 @@ class BenchOptions:
     reference: Optional[Path] = None
     timeout: float = 1800.0
     min_runs: int = 5
+    pick: bool = False
+    max_drop: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.threads:
@@ -61,6 +66,10 @@ class BenchOptions:
             raise OptionError(f"--warmup cannot be negative, got {self.warmup}")
         if self.limit is not None and self.limit < 1:
             raise OptionError(f"--limit must be at least 1, got {self.limit}")
+        if self.pick and self.data is None:
+            raise OptionError("--pick needs accuracy: pass --data DIR with one sub-folder per class")
+        if self.max_drop < 0:
+            raise OptionError(f"--max-drop is in accuracy points and cannot be negative, got {self.max_drop}")
 
     @property
     def timed_runs(self) -> Optional[int]:

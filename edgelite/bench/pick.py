@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-from edgelite.errors import EdgeliteError, OptionError
-
-
-class PickError(EdgeliteError):
-    """No measured artifact is accurate enough to be picked."""
+from edgelite.errors import OptionError, PickError
 
 
 def pick_fastest(rows: Sequence[dict[str, Any]], reference_accuracy: Optional[float],

@@ -12,14 +12,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from edgelite import __version__
+from edgelite.bench.job import WorkerJob
 from edgelite.bench.machine import machine_info, versions
 from edgelite.bench.options import BenchOptions
+from edgelite.bench.pick import pick_fastest
 from edgelite.bench.schema import SCHEMA_VERSION
-
-Progress = Callable[[str, int, int], None]
+from edgelite.errors import OptionError, PickError
+from edgelite.modes import ModelKind, Progress, no_progress
+from edgelite.runtime.metadata import KERAS_SUFFIXES
 # What a row inherits from the row of the same model that evaluated the data.
 EVALUATED_FIELDS = ("accuracy", "agreement", "eval_images", "labelled_images")
 
@@ -57,38 +60,30 @@ class BenchReport:
         return [row for row in self.rows if row.get("error")]
 
 
-def _noop(description: str, completed: int, total: int) -> None:
-    pass
-
-
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-
-
 def is_keras_checkpoint(path: Path) -> bool:
     """True for a file or folder `edgelite convert` would read as a Keras checkpoint."""
     path = Path(path)
     return path.suffix.lower() in KERAS_SUFFIXES or (path.is_dir() and (path / "saved_model.pb").is_file())
 
 
-def model_kind(path: Path) -> str:
+def model_kind(path: Path) -> ModelKind:
     """'keras' for a checkpoint, 'artifact' for anything else (the runtime says if it cannot load it)."""
     return "keras" if is_keras_checkpoint(Path(path)) else "artifact"
 
 
-def job_for(path: Path, kind: str, threads: int, options: BenchOptions, evaluate: bool) -> dict[str, Any]:
-    """The JSON job a worker process reads on stdin."""
-    return {"kind": kind, "path": str(path), "threads": threads, "batch": options.batch,
-            "runs": options.timed_runs, "seconds": options.seconds, "min_runs": options.min_runs,
-            "warmup": options.warmup, "data": str(options.data) if options.data else None,
-            "limit": options.limit, "evaluate": evaluate}
+def job_for(path: Path, kind: ModelKind, threads: int, options: BenchOptions, evaluate: bool) -> WorkerJob:
+    """The job one worker process measures."""
+    return WorkerJob(kind=kind, path=str(path), threads=threads, batch=options.batch, runs=options.timed_runs,
+                     seconds=options.seconds, min_runs=options.min_runs, warmup=options.warmup,
+                     data=str(options.data) if options.data else None, limit=options.limit, evaluate=evaluate)
 
 
-def run_worker(job: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_worker(job: WorkerJob, timeout: float) -> dict[str, Any]:
     """Measure one job in a fresh Python process; any failure comes back as a row with `error`."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     begin = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "edgelite.bench.worker"], input=json.dumps(job),
+        done = subprocess.run([sys.executable, "-m", "edgelite.bench.worker"], input=job.to_json(),
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - begin}
@@ -124,13 +119,15 @@ def _size(path: Path) -> Optional[int]:
     return None
 
 
-def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progress = _noop) -> BenchReport:
+def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progress = no_progress) -> BenchReport:
     """Measure every artifact (and the Keras reference, if given) at every thread count.
 
     Each row is measured in its own process; a model that fails to load, run or
     even crashes its process yields a row with `error` and the others go on.
     With `options.data`, each model predicts the images once (at the largest
-    thread count) for accuracy and agreement with the reference.
+    thread count) for accuracy and agreement with the reference. With
+    `options.pick`, the report's `pick` names the fastest artifact within the
+    accuracy budget, or carries the `error` saying why none is.
     """
     models: list[tuple[Path, str]] = []
     notes: list[str] = []
@@ -159,7 +156,13 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
     progress("done", len(jobs), len(jobs))
     machine["loadavg_end"] = list(os.getloadavg())
     compared = _compare_with_reference(rows, reference)
-    return BenchReport(rows, options, machine, versions(), compared, notes=notes)
+    report = BenchReport(rows, options, machine, versions(), compared, notes=notes)
+    if options.pick:
+        try:
+            report.pick = pick_fastest(rows, (compared or {}).get("accuracy"), options.max_drop)
+        except (PickError, OptionError) as exc:  # no accuracy to compare: said in the report, not raised
+            report.pick = {"max_drop": options.max_drop, "name": None, "error": str(exc)}
+    return report
 
 
 def find_reference(rows: list[dict[str, Any]], reference: Optional[Path]) -> Optional[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """One measurement in a fresh process: `python -m edgelite.bench.worker` with a JSON job on stdin.
 
-The job (see `runner.job_for`) names one model file, its kind ("artifact" for a
-.tflite/.onnx run by `edgelite.runtime`, "keras" for a checkpoint run by
-TensorFlow), a thread count and the timing options. The worker prints exactly
+The job (`edgelite.bench.job.WorkerJob`) names one model file, its kind
+("artifact" for a .tflite/.onnx run by `edgelite.runtime`, "keras" for a
+checkpoint run by TensorFlow), a thread count and the timing options. The worker prints exactly
 one JSON object, the measured row, on stdout and exits 0 even when the model
 fails to load or run (the row then carries `error`). Anything native libraries
 print goes to stderr, so stdout stays parseable.
@@ -22,7 +22,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Optional  # noqa: E402
+from typing import TYPE_CHECKING, Any, Callable, Optional  # noqa: E402
+
+if TYPE_CHECKING:
+    from edgelite.bench.job import WorkerJob
 
 EVAL_BATCH = 32
 TIMING_IMAGES = 8
@@ -33,9 +36,11 @@ def main() -> int:
     """Read the job from stdin, measure it, write the row to the real stdout."""
     real_stdout = os.dup(1)
     os.dup2(2, 1)  # native code that prints to stdout must not corrupt the result
-    job = json.loads(sys.stdin.read())
     try:
-        row = measure_keras(job) if job["kind"] == "keras" else measure_artifact(job)
+        from edgelite.bench.job import WorkerJob
+
+        job = WorkerJob.from_json(sys.stdin.read())
+        row = measure_keras(job) if job.kind == "keras" else measure_artifact(job)
     except Exception as exc:  # a broken model is a result to report, not a crash of the harness
         row = {"error": _one_line(exc)}
     with os.fdopen(real_stdout, "w") as out:
@@ -48,7 +53,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
 
 
-def measure_artifact(job: dict) -> dict:
+def measure_artifact(job: "WorkerJob") -> dict:
     """Load a .tflite/.onnx with edgelite.runtime and measure it."""
     import numpy as np
 
@@ -58,7 +63,7 @@ def measure_artifact(job: dict) -> dict:
     imported = time.perf_counter()
     rss_idle = current_rss_mb()
     begin = time.perf_counter()
-    model = runtime.load(job["path"], threads=job["threads"])
+    model = runtime.load(job.path, threads=job.threads)
     loaded = time.perf_counter()
     row: dict[str, Any] = {
         "format": model.format, "backend": model.backend.kind, "backend_version": model.backend.version,
@@ -78,7 +83,7 @@ def measure_artifact(job: dict) -> dict:
     return _measure(job, row, prepare, scores, model.height, model.width, peak_rss_mb)
 
 
-def measure_keras(job: dict) -> dict:
+def measure_keras(job: "WorkerJob") -> dict:
     """Load a Keras checkpoint with TensorFlow (the baseline) and measure it the same way."""
     import numpy as np
 
@@ -87,14 +92,14 @@ def measure_keras(job: dict) -> dict:
     from edgelite.runtime.preprocess import preprocess
 
     tf, keras = import_keras("convert")
-    tf.config.threading.set_intra_op_parallelism_threads(job["threads"])
+    tf.config.threading.set_intra_op_parallelism_threads(job.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     from edgelite.bench.keras_source import load_reference
 
     imported = time.perf_counter()
     rss_idle = current_rss_mb()
     begin = time.perf_counter()
-    source = load_reference(Path(job["path"]))
+    source = load_reference(Path(job.path))
     loaded = time.perf_counter()
     meta = source.metadata
     row: dict[str, Any] = {
@@ -106,7 +111,7 @@ def measure_keras(job: dict) -> dict:
     }
 
     def prepare(path: Path) -> np.ndarray:
-        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation).pixels  # type: ignore
+        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation).pixels
 
     def scores(pixels: np.ndarray) -> np.ndarray:
         out = np.asarray(source.model(pixels, training=False), dtype=np.float32)
@@ -115,14 +120,14 @@ def measure_keras(job: dict) -> dict:
     return _measure(job, row, prepare, scores, meta.input_height, meta.input_width, peak_rss_mb)
 
 
-def _measure(job: dict, row: dict, prepare: Callable, scores: Callable, height: int, width: int,
+def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, height: int, width: int,
              peak_rss_mb: Callable[[], float]) -> dict:
     """First prediction, timed runs, preprocessing and (with data) predictions, for either kind."""
     import numpy as np
 
     from edgelite.bench.measure import latency_stats, time_calls
 
-    batch = job["batch"]
+    batch = job.batch
     items = _data_items(job)
     begin = time.perf_counter()
     first_pixels = prepare(items[0][0])[None] if items else _random_batch(np, 1, height, width)
@@ -140,7 +145,7 @@ def _measure(job: dict, row: dict, prepare: Callable, scores: Callable, height: 
     else:
         inputs = [_random_batch(np, batch, height, width) for _ in range(TIMING_IMAGES)]
         row["input"]["source"] = "random"
-    samples = time_calls(scores, inputs, job["runs"], job["seconds"], job["min_runs"], job["warmup"])
+    samples = time_calls(scores, inputs, job.runs, job.seconds, job.min_runs, job.warmup)
     row["runs"] = len(samples)
     row["latency_ms"] = latency_stats(samples)
     row["samples_ms"] = [s * 1000.0 for s in samples]
@@ -149,7 +154,7 @@ def _measure(job: dict, row: dict, prepare: Callable, scores: Callable, height: 
     # Read before the evaluation, whose batches of EVAL_BATCH images would inflate the peak.
     row["peak_rss_mb"] = peak_rss_mb()
     row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_idle_mb"]
-    if items and job["evaluate"]:
+    if items and job.evaluate:
         row.update(_evaluate(np, items, prepare, scores, row["labels"]))
     else:
         row["preprocess_ms"], row["preprocess_source"] = _preprocess_time(np, items, prepare, height, width)
@@ -162,17 +167,18 @@ def _random_batch(np, batch: int, height: int, width: int):
     return np.random.default_rng(0).uniform(0, 255, (batch, height, width, 3)).astype(np.float32)
 
 
-def _data_items(job: dict) -> list[tuple[Path, Optional[str]]]:
-    if not job.get("data"):
+def _data_items(job: "WorkerJob") -> list[tuple[Path, Optional[str]]]:
+    if not job.data:
         return []
     from edgelite.runtime.folder import read_folder
 
-    return [(item.path, item.label) for item in read_folder(Path(job["data"]), job.get("limit"))]
+    return [(item.path, item.label) for item in read_folder(Path(job.data), job.limit)]
 
 
 def _evaluate(np, items, prepare: Callable, scores: Callable, labels: list[str]) -> dict:
     """Predict every image; time the preprocessing of each apart from inference."""
-    from edgelite.bench.measure import accuracy, latency_stats, top1
+    from edgelite.bench.measure import latency_stats
+    from edgelite.runtime.scores import accuracy, top1
 
     lookup = {name: i for i, name in enumerate(labels)}
     preprocess_times, predicted = [], []

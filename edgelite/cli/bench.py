@@ -8,7 +8,7 @@ from typing import Optional
 import click
 
 from edgelite.cli.common import ProgressBar, human_size, note, split_list, table
-from edgelite.errors import EdgeliteError, OptionError
+from edgelite.errors import OptionError, PickError
 
 COLUMNS = ["model", "thr", "backend", "size", "load", "cold", "p50 ms", "p90 ms", "p99 ms", "img/s", "prep ms",
            "peak MB", "+MB", "acc", "agree"]
@@ -81,21 +81,13 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
           --data data/validation --reference model.keras --seconds 10 \\
           --json bench.json --csv bench.csv --plot bench.png --pick --max-drop 1.0
     """
-    from edgelite.bench import BenchOptions, pick_fastest, run_bench, write_csv, write_json, write_plot
+    from edgelite.bench import BenchOptions, run_bench, write_csv, write_json, write_plot
 
     options = BenchOptions(threads=_threads(threads), batch=batch, runs=runs, seconds=seconds, warmup=warmup,
-                           data=data, limit=limit, reference=reference, timeout=timeout)
-    if pick and data is None:
-        raise OptionError("--pick needs accuracy: pass --data DIR with one sub-folder per class")
+                           data=data, limit=limit, reference=reference, timeout=timeout, pick=pick,
+                           max_drop=max_drop)
     with ProgressBar() as progress:
         report = run_bench(list(artifacts), options, progress)
-    pick_error = None
-    if pick:
-        try:
-            report.pick = pick_fastest(report.rows, (report.reference or {}).get("accuracy"), max_drop)
-        except EdgeliteError as exc:
-            pick_error = exc
-            report.pick = {"max_drop": max_drop, "name": None, "error": str(exc)}
     for message in report.notes:
         note(message)
     notes = dict.fromkeys(f"{row['name']}: {m}" for row in report.rows for m in row.get("assumptions") or [])
@@ -113,8 +105,8 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
         click.echo(f"pick: {p['name']} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "
                    f"accuracy {p['accuracy']:.1%} (reference {p['reference_accuracy']:.1%}, "
                    f"budget {p['max_drop']:g} points)")
-    if pick_error is not None:
-        raise pick_error
+    if report.pick and report.pick.get("error"):
+        raise PickError(report.pick["error"])
     if report.failed:
         for row in report.failed:
             click.echo(f"error: {row['name']} x{row['threads']}: {row['error']}", err=True)

@@ -14,6 +14,7 @@ from rich.table import Table
 
 from edgelite.errors import OptionError
 
+
 def _stderr_console() -> Console:
     """A console on a private copy of fd 2, so silencing native output does not hide the progress bar."""
     try:
@@ -68,6 +69,21 @@ def human_size(size: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GB"
+
+
+PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-1 agree", "accuracy", "strict",
+                  "min TFLite"]
+
+
+def parity_rows(artifacts) -> list[list[str]]:
+    """Table rows of converted artifacts with size and parity (convert and demo show them)."""
+    rows = []
+    for a in artifacts:
+        p = a.parity
+        acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
+        rows.append([a.path.name, a.format, a.precision, human_size(a.size_bytes), f"{p.max_abs_diff:.2e}",
+                     f"{p.top1_agreement:.1%}", acc, "ok" if p.passed else "below", a.min_runtime or "-"])
+    return rows
 
 
 def warn(message: str) -> None:

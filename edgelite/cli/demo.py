@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import ProgressBar, note, table, warn
-from edgelite.cli.convert import PARITY_COLUMNS, parity_rows
+from edgelite.cli.common import PARITY_COLUMNS, ProgressBar, note, parity_rows, table, warn
 from edgelite.errors import DatasetError
 
 SAMPLE = Path("examples/clothing-mini")

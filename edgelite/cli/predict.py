@@ -8,6 +8,7 @@ import click
 
 from edgelite.cli.common import human_size, note, parse_labels, print_json, table
 from edgelite.errors import EdgeliteError
+from edgelite.modes import Scaling, choices
 
 
 @click.command("predict")
@@ -16,7 +17,7 @@ from edgelite.errors import EdgeliteError
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes to show per image.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
 @click.option("--labels", help="Class names as a,b,c or a file (for models without edgelite metadata).")
-@click.option("--preprocess", type=click.Choice(["none", "rescale", "xception"]),
+@click.option("--preprocess", type=click.Choice(choices(Scaling)),
               help="Pixel scaling, for models without edgelite metadata.")
 @click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
 def predict_command(model_path: Path, images: tuple[Path, ...], top_k: int, threads, labels, preprocess,

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from edgelite.cli.common import ProgressBar, print_json, table
+from edgelite.modes import Interpolation, MixedPrecision, choices
 from edgelite.train.registry import ModelFamily, families
 
 
@@ -68,10 +69,10 @@ def _family_command(family: ModelFamily) -> click.Command:
                      help="'course' (rotation 30, shift 10 px, shear 10, zoom 0.1, flip), 'none', or "
                           "e.g. 'rotation=30,zoom=0.1,flip'."),
         click.option("--interpolation", default="bilinear", show_default=True,
-                     type=click.Choice(["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"])),
+                     type=click.Choice(choices(Interpolation))),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."),
         click.option("--mixed-precision", default="auto", show_default=True,
-                     type=click.Choice(["auto", "on", "off"]), help="auto: float16 compute on a GPU only."),
+                     type=click.Choice(choices(MixedPrecision)), help="auto: float16 compute on a GPU only."),
         click.option("--xla", is_flag=True, help="Compile the train step with XLA."),
         click.option("--seed", default=0, show_default=True, type=int),
         click.option("--sweep", "sweep_spec", metavar="FIELD=V1,V2,...",

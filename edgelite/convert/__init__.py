@@ -15,28 +15,28 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Iterable, Optional
 
 import numpy as np
 
 from edgelite import __version__
 from edgelite.atomic import write_bytes_atomic
 from edgelite.convert.onnx import export_onnx
-from edgelite.convert.options import COMPAT_RUNTIMES, MIN_CALIBRATION_IMAGES, ConvertOptions
+from edgelite.convert.options import (COMPAT_RUNTIMES, LAST_TFLITE_RUNTIME, MIN_CALIBRATION_IMAGES, Calibration,
+                                      ConvertOptions)
 from edgelite.convert.parity import Parity, check_parity, class_indices
 from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
 from edgelite.convert.tflite import export_tflite
-from edgelite.errors import ConversionError, OptionError
+from edgelite.errors import ConversionError, OptionError, ParityError
 from edgelite.lazy import quiet_native
+from edgelite.modes import Format, Precision, Progress, no_progress
 from edgelite.runtime.folder import pixel_batches, read_folder
-from edgelite.runtime.op_versions import minimum_runtime, too_new_for
+from edgelite.runtime.op_versions import minimum_runtime, too_new_for, version_key
 from edgelite.runtime.tflite_format import read_tflite_file
 
 EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 MANIFEST = "manifest.json"
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,8 @@ class ArtifactReport:
     """One written artifact and its parity with the source model."""
 
     path: Path
-    format: str
-    precision: str
+    format: Format
+    precision: Precision
     size_bytes: int
     sha256: str
     parity: Parity
@@ -74,8 +74,14 @@ class ConvertReport:
         return [a for a in self.artifacts if not a.parity.passed]
 
 
-def _noop(description: str, completed: int, total: int) -> None:
-    pass
+@dataclass
+class _Images:
+    """The check images with the Keras model's outputs on them, and the calibration batches."""
+
+    calibration: Calibration
+    check_pixels: np.ndarray
+    reference: np.ndarray
+    truth: Optional[np.ndarray]
 
 
 def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
@@ -89,6 +95,34 @@ def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
     return np.concatenate(batches), [i.label for i in items]
 
 
+def _no_calibration() -> Iterable[np.ndarray]:
+    return iter(())
+
+
+def _read_images(source: SourceModel, options: ConvertOptions, check_folder: Path, report: ConvertReport,
+                 progress: Progress) -> _Images:
+    """Phase 2: decode the calibration and check images, and run the Keras model on the check images."""
+    calibration: Calibration = _no_calibration
+    if options.calibration is not None:
+        calibration_pixels, _ = _load_pixels(options.calibration, options.max_calibration_images,
+                                             source, "calibration", progress)
+        if len(calibration_pixels) < MIN_CALIBRATION_IMAGES:
+            report.warnings.append(
+                f"only {len(calibration_pixels)} calibration images (about {MIN_CALIBRATION_IMAGES} "
+                "or more give steadier int8 ranges)")
+
+        def calibration() -> Iterable[np.ndarray]:
+            for start in range(0, len(calibration_pixels), 32):
+                yield calibration_pixels[start:start + 32].astype(np.float32)
+
+    check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", progress)
+    check_pixels = check_pixels.astype(np.float32)
+    with quiet_native():
+        reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
+    return _Images(calibration, check_pixels, reference.reshape(len(reference), -1),
+                   class_indices(check_labels, source.metadata.labels))
+
+
 def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
     """The oldest TFLite runtime that loads `path`; with --compat, fail if that is too new."""
     codes = read_tflite_file(path).operator_codes
@@ -100,44 +134,9 @@ def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
     return minimum_runtime(codes)
 
 
-def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Progress = _noop) -> ConvertReport:
-    """Convert `checkpoint` into every requested artifact in `out`, each checked for parity.
-
-    Artifacts are built in a temporary folder inside `out` and moved into place
-    only when all of them are written, so a failure leaves `out` as it was.
-
-    Raises:
-        EdgeliteError: bad options, an unreadable checkpoint or images, a failed conversion.
-    """
-    checkpoint, out = Path(checkpoint), Path(out)
-    check_folder = options.check or options.calibration
-    if check_folder is None:
-        raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
-    progress("loading checkpoint", 0, 1)
-    with quiet_native():
-        source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
-    report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
-
-    calibration = None
-    if options.calibration is not None:
-        calibration_pixels, _ = _load_pixels(options.calibration, options.max_calibration_images,
-                                             source, "calibration", progress)
-        if len(calibration_pixels) < MIN_CALIBRATION_IMAGES:
-            report.warnings.append(
-                f"only {len(calibration_pixels)} calibration images (about {MIN_CALIBRATION_IMAGES} "
-                "or more give steadier int8 ranges)")
-
-        def calibration():
-            for start in range(0, len(calibration_pixels), 32):
-                yield calibration_pixels[start:start + 32].astype(np.float32)
-
-    check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", progress)
-    check_pixels = check_pixels.astype(np.float32)
-    with quiet_native():
-        reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
-    reference = reference.reshape(len(reference), -1)
-    truth = class_indices(check_labels, source.metadata.labels)
-
+def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: ConvertOptions, images: _Images,
+                     report: ConvertReport, progress: Progress) -> None:
+    """Phase 3: write and check every artifact in a staging folder, then move them into `out` together."""
     out_existed = out.exists()
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out, prefix=".edgelite-"))
@@ -148,10 +147,10 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
             progress(f"writing {fmt} {precision}", done, len(targets))
             name = f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
             with quiet_native():
-                path = EXPORTERS[fmt](source, staging / name, precision, calibration, options)
+                path = EXPORTERS[fmt](source, staging / name, precision, images.calibration, options)
             min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
             progress(f"checking {fmt} {precision}", done, len(targets))
-            parity = check_parity(path, precision, check_pixels, reference, truth)
+            parity = check_parity(path, precision, images.check_pixels, images.reference, images.truth)
             written.append((path, fmt, precision, parity, min_runtime))
         progress("done", len(targets), len(targets))
         for path, fmt, precision, parity, min_runtime in written:
@@ -165,7 +164,51 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def runtime_note(artifacts: list[ArtifactReport]) -> Optional[str]:
+    """Which artifacts the last tflite-runtime release cannot load, and what to do, or None."""
+    newer = [a for a in artifacts
+             if a.min_runtime and version_key(a.min_runtime) > version_key(LAST_TFLITE_RUNTIME)]
+    if not newer:
+        return None
+    needed = max((a.min_runtime for a in newer if a.min_runtime), key=version_key)
+    names = ", ".join(a.path.name for a in newer)
+    last = ".".join(LAST_TFLITE_RUNTIME.split(".")[:2])
+    return (f"{names} need{'s' if len(newer) == 1 else ''} TFLite {needed} or newer (ai-edge-litert); "
+            f"tflite-runtime {last} cannot load {'it' if len(newer) == 1 else 'them'}: "
+            "convert with --compat tflite-runtime-2.14 for one it can load")
+
+
+def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Progress = no_progress) -> ConvertReport:
+    """Convert `checkpoint` into every requested artifact in `out`, each checked for parity.
+
+    Artifacts are built in a temporary folder inside `out` and moved into place
+    only when all of them are written, so a failure leaves `out` as it was.
+    With `options.strict`, artifacts that miss their parity thresholds raise
+    `ParityError` after everything is written (the error carries the report).
+
+    Raises:
+        EdgeliteError: bad options, an unreadable checkpoint or images, a failed conversion.
+        ParityError: with `strict`, an artifact below its threshold.
+    """
+    checkpoint, out = Path(checkpoint), Path(out)
+    check_folder = options.check or options.calibration
+    if check_folder is None:
+        raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
+    progress("loading checkpoint", 0, 1)
+    with quiet_native():
+        source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
+    report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
+    images = _read_images(source, options, check_folder, report, progress)
+    _write_artifacts(source, checkpoint, out, options, images, report, progress)
     write_manifest(report, source)
+    note = runtime_note(report.artifacts)
+    if note:
+        report.notes.append(note)
+    if options.strict and report.failed:
+        names = ", ".join(a.path.name for a in report.failed)
+        raise ParityError(f"below the --strict parity thresholds: {names} (see {out / MANIFEST})", report)
     return report
 
 
@@ -185,4 +228,4 @@ def write_manifest(report: ConvertReport, source: SourceModel) -> Path:
     return path
 
 
-__all__ = ["ArtifactReport", "ConvertOptions", "ConvertReport", "convert", "write_manifest"]
+__all__ = ["ArtifactReport", "ConvertOptions", "ConvertReport", "convert", "runtime_note", "write_manifest"]

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterable, Optional
-
 import numpy as np
 
 from edgelite.atomic import atomic_path
-from edgelite.convert.options import ConvertOptions
+from edgelite.convert.options import Calibration, ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.errors import ConversionError, missing_dependency
+from edgelite.modes import Precision
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 
-Calibration = Callable[[], Iterable[np.ndarray]]
 
-
-def export_onnx(source: SourceModel, path: Path, precision: str,
-                calibration: Optional[Calibration], options: ConvertOptions) -> Path:
+def export_onnx(source: SourceModel, path: Path, precision: Precision,
+                calibration: Calibration, options: ConvertOptions) -> Path:
     """Convert `source` to a .onnx file at `precision` and return its path.
 
     float32 goes through Keras's ONNX exporter (tf2onnx underneath). int8 is
@@ -40,14 +37,12 @@ def export_onnx(source: SourceModel, path: Path, precision: str,
         except Exception as exc:  # tf2onnx raises many kinds
             raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
         if precision == "int8":
-            if calibration is None:
-                raise ConversionError("ONNX int8 needs calibration images")
             result = Path(work) / "int8.onnx"
             _quantize_static(float_path, result, calibration, Path(work))
         else:
             result = float_path
         model = onnx.load(str(result))
-        _set_metadata(model, source.metadata.with_precision(precision))  # type: ignore[arg-type]
+        _set_metadata(model, source.metadata.with_precision(precision))
         with atomic_path(path) as temp:
             onnx.save(model, str(temp))
     return path

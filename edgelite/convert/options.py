@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Iterable, Optional
+
+import numpy as np
 
 from edgelite.errors import OptionError
+from edgelite.modes import (Compat, Format, IntegerIO, Interpolation, Precision, Scaling, check_modes,
+                            choices)
 
-Format = Literal["tflite", "onnx"]
-Precision = Literal["float32", "float16", "dynamic", "int8"]
-IntegerIO = Literal["uint8", "int8"]
-Compat = Literal["tflite-runtime-2.14"]
+# Calibration images for int8: a callable that returns (N, H, W, 3) float32 batches of raw pixels.
+Calibration = Callable[[], Iterable[np.ndarray]]
 
-FORMATS: tuple[Format, ...] = ("tflite", "onnx")
-PRECISIONS: tuple[Precision, ...] = ("float32", "float16", "dynamic", "int8")
+FORMATS: tuple[Format, ...] = choices(Format)
+PRECISIONS: tuple[Precision, ...] = choices(Precision)
 # Which precisions each format can be written at.
 SUPPORTED: dict[Format, tuple[Precision, ...]] = {
     "tflite": ("float32", "float16", "dynamic", "int8"),
@@ -29,7 +31,9 @@ STRICT_LIMITS: dict[Precision, tuple[Optional[float], Optional[float]]] = {
 }
 MIN_CALIBRATION_IMAGES = 300
 # --compat targets: the TFLite runtime version every artifact must load in.
-COMPAT_RUNTIMES: dict[str, str] = {"tflite-runtime-2.14": "2.14.0"}
+COMPAT_RUNTIMES: dict[Compat, str] = {"tflite-runtime-2.14": "2.14.0"}
+# The newest tflite-runtime release: artifacts needing more get a note.
+LAST_TFLITE_RUNTIME = "2.14.0"
 
 
 @dataclass(frozen=True)
@@ -59,8 +63,8 @@ class ConvertOptions:
     calibration: Optional[Path] = None
     check: Optional[Path] = None
     labels: Optional[tuple[str, ...]] = None
-    preprocess: Optional[str] = None
-    interpolation: Optional[str] = None
+    preprocess: Optional[Scaling] = None
+    interpolation: Optional[Interpolation] = None
     integer_io: IntegerIO = "uint8"
     compat: Optional[Compat] = None
     strict: bool = False
@@ -68,14 +72,9 @@ class ConvertOptions:
     max_check_images: int = 200
 
     def __post_init__(self) -> None:
-        _check_names("format", self.formats, FORMATS)
-        _check_names("precision", self.precisions, PRECISIONS)
-        if self.compat is not None and self.compat not in COMPAT_RUNTIMES:
-            raise OptionError(f"unknown --compat {self.compat!r}; expected one of {', '.join(COMPAT_RUNTIMES)}")
+        check_modes(self)
         if self.max_calibration_images < 1 or self.max_check_images < 1:
             raise OptionError("image limits must be at least 1")
-        if self.integer_io not in ("uint8", "int8"):
-            raise OptionError(f"unknown integer input/output type {self.integer_io!r}; expected uint8 or int8")
         for precision in self.precisions:
             if not any(precision in SUPPORTED[f] for f in self.formats):
                 raise OptionError(
@@ -89,10 +88,3 @@ class ConvertOptions:
         """Every (format, precision) pair to write, in a stable order."""
         return [(f, p) for f in self.formats for p in self.precisions if p in SUPPORTED[f]]
 
-
-def _check_names(what: str, values: tuple[str, ...], known: tuple[str, ...]) -> None:
-    if not values:
-        raise OptionError(f"no {what} given; expected some of {', '.join(known)}")
-    for value in values:
-        if value not in known:
-            raise OptionError(f"unknown {what} {value!r}; expected some of {', '.join(known)}")

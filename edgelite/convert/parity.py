@@ -10,7 +10,9 @@ import numpy as np
 
 from edgelite.convert.options import STRICT_LIMITS
 from edgelite.errors import ConversionError
+from edgelite.modes import Precision
 from edgelite.runtime import load
+from edgelite.runtime.scores import accuracy, top1
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,7 @@ class Parity:
         return asdict(self)
 
 
-def top1(scores: np.ndarray) -> np.ndarray:
-    """Top-1 class per row; a one-unit sigmoid output is thresholded at 0.5."""
-    return (scores[:, 0] >= 0.5).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
-
-
-def accuracy(predicted: np.ndarray, truth: Optional[np.ndarray]) -> Optional[float]:
-    """Accuracy over the images whose class is known (truth >= 0)."""
-    if truth is None or not (truth >= 0).any():
-        return None
-    known = truth >= 0
-    return float((predicted[known] == truth[known]).mean())
-
-
-def check_parity(artifact: Path, precision: str, pixels: np.ndarray, reference: np.ndarray,
+def check_parity(artifact: Path, precision: Precision, pixels: np.ndarray, reference: np.ndarray,
                  truth: Optional[np.ndarray]) -> Parity:
     """Run `artifact` through edgelite.runtime on `pixels` and compare with `reference` outputs.
 
@@ -65,7 +54,7 @@ def check_parity(artifact: Path, precision: str, pixels: np.ndarray, reference: 
     predicted, expected = top1(outputs), top1(reference)
     max_diff = float(np.abs(outputs - reference).max())
     agreement = float((predicted == expected).mean())
-    max_allowed, min_agreement = STRICT_LIMITS[precision]  # type: ignore[index]
+    max_allowed, min_agreement = STRICT_LIMITS[precision]
     passed = (max_allowed is None or max_diff <= max_allowed) and (min_agreement is None or agreement >= min_agreement)
     return Parity(len(pixels), max_diff, agreement, accuracy(predicted, truth), accuracy(expected, truth), passed)
 

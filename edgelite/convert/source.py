@@ -8,18 +8,16 @@ with preprocessing outside the model, or a SavedModel directory.
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from edgelite import __version__
-from edgelite.errors import ModelFileError, OptionError
+from edgelite.errors import MissingLabelsError, ModelFileError, OptionError
 from edgelite.lazy import import_keras
-from edgelite.runtime.metadata import ArtifactMetadata
-from edgelite.runtime.preprocess import check_interpolation, check_scaling, scaling_factors
-
-CHECKPOINT_METADATA = "edgelite.json"
+from edgelite.modes import Interpolation, OutputKind, Scaling
+from edgelite.runtime.metadata import KERAS_SUFFIXES, ArtifactMetadata, read_checkpoint_metadata
+from edgelite.runtime.preprocess import scaling_factors
 
 
 @dataclass
@@ -45,18 +43,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:
-    """The metadata edgelite's training stored inside a .keras file, if any."""
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        return None
-    with zipfile.ZipFile(path) as archive:
-        if CHECKPOINT_METADATA not in archive.namelist():
-            return None
-        return ArtifactMetadata.from_json(archive.read(CHECKPOINT_METADATA))
-
-
 def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
-                    preprocess: Optional[str] = None, interpolation: Optional[str] = None) -> SourceModel:
+                    preprocess: Optional[Scaling] = None,
+                    interpolation: Optional[Interpolation] = None) -> SourceModel:
     """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
 
     Raises:
@@ -80,7 +69,7 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
     output_kind = _output_kind(model, stored)
     scaling = _scaling(model, stored, preprocess, path)
     if scaling != "none":
-        scale, offset = scaling_factors(scaling)  # type: ignore[arg-type]
+        scale, offset = scaling_factors(scaling)
         raw = keras.Input((height, width, 3), name="image")
         model = keras.Model(raw, model(keras.layers.Rescaling(scale, offset, name="edgelite_scaling")(raw)))
         notes.append(f"scaling {scaling} put inside the graph")
@@ -88,7 +77,8 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
     names = labels or (stored.labels if stored else None)
     classes = 2 if outputs == 1 else outputs
     if names is None:
-        raise OptionError(f"{path.name} does not record its class labels; pass --labels a,b,c or a labels file")
+        raise MissingLabelsError(f"{path.name} does not record its class labels; "
+                                 "pass --labels a,b,c or a labels file")
     if len(names) != classes:
         raise OptionError(f"{len(names)} labels for a model with {classes} classes")
 
@@ -98,7 +88,7 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
         input_width=width,
         input_scaling="none",
         graph_scaling=scaling if scaling != "none" else (stored.graph_scaling if stored else "none"),
-        interpolation=check_interpolation(interpolation or (stored.interpolation if stored else "bilinear")),
+        interpolation=interpolation or (stored.interpolation if stored else "bilinear"),
         output_kind=output_kind,
         precision="float32",
         source_sha256=sha256_of(path),
@@ -112,7 +102,7 @@ def _load_keras(path: Path, keras):
     try:
         if path.is_dir():
             return _load_saved_model(path, keras)
-        if path.suffix not in (".keras", ".h5", ".hdf5"):
+        if path.suffix not in KERAS_SUFFIXES:
             raise ModelFileError(f"{path.name}: unknown checkpoint type; expected .keras, .h5 or a SavedModel folder")
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except ModelFileError:
@@ -138,9 +128,9 @@ def _load_saved_model(path: Path, keras):
     return keras.Model(inputs, outputs)
 
 
-def _scaling(model, stored: Optional[ArtifactMetadata], preprocess: Optional[str], path: Path) -> str:
+def _scaling(model, stored: Optional[ArtifactMetadata], preprocess: Optional[Scaling], path: Path) -> Scaling:
     if preprocess is not None:
-        return check_scaling(preprocess)
+        return preprocess
     if stored is not None:
         return stored.input_scaling
     if any(type(layer).__name__ == "Rescaling" for layer in model.layers[:3]):
@@ -150,9 +140,9 @@ def _scaling(model, stored: Optional[ArtifactMetadata], preprocess: Optional[str
         "(x/127.5-1), rescale (x/255) or none (the model takes raw 0-255)")
 
 
-def _output_kind(model, stored: Optional[ArtifactMetadata]) -> str:
+def _output_kind(model, stored: Optional[ArtifactMetadata]) -> OutputKind:
     if stored is not None:
         return stored.output_kind
     activation = getattr(model.layers[-1], "activation", None)
     name = getattr(activation, "__name__", "")
-    return {"softmax": "softmax", "sigmoid": "sigmoid"}.get(name, "logits")
+    return "softmax" if name == "softmax" else "sigmoid" if name == "sigmoid" else "logits"

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Optional
-
 import numpy as np
 
 from edgelite.atomic import write_bytes_atomic
-from edgelite.convert.options import ConvertOptions
+from edgelite.convert.options import Calibration, ConvertOptions
 from edgelite.convert.source import SourceModel
-from edgelite.lazy import import_keras
 from edgelite.errors import ConversionError
+from edgelite.lazy import import_keras
+from edgelite.modes import Precision
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 
-Calibration = Callable[[], Iterable[np.ndarray]]
 
-
-def export_tflite(source: SourceModel, path: Path, precision: str,
-                  calibration: Optional[Calibration], options: ConvertOptions) -> Path:
+def export_tflite(source: SourceModel, path: Path, precision: Precision,
+                  calibration: Calibration, options: ConvertOptions) -> Path:
     """Convert `source` to a .tflite file at `precision` and return its path.
 
     Args:
@@ -26,8 +23,9 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
         path: where to write the artifact.
         precision: float32, float16, dynamic (int8 weights, float activations) or
             int8 (full integer, calibrated).
-        calibration: for int8, a callable returning an iterable of (N, H, W, 3)
-            float32 batches of raw pixels.
+        calibration: a callable returning an iterable of (N, H, W, 3) float32
+            batches of raw pixels (read for int8 only; `ConvertOptions` makes
+            sure int8 has real images).
         options: integer_io (uint8 or int8 input/output of the full-integer
             model) and compat (an older runtime to stay loadable in) apply here.
     """
@@ -42,9 +40,6 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
-        if calibration is None:
-            raise ConversionError("full-integer int8 needs calibration images")
-
         def representative():
             for batch in calibration():
                 for image in batch:
@@ -59,7 +54,7 @@ def export_tflite(source: SourceModel, path: Path, precision: str,
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise ConversionError(f"TFLite {precision} conversion failed: {str(exc).strip().splitlines()[0]}") from None
-    content = embed_metadata(bytes(flatbuffer), source.metadata.with_precision(precision))  # type: ignore[arg-type]
+    content = embed_metadata(bytes(flatbuffer), source.metadata.with_precision(precision))
     write_bytes_atomic(path, content)
     return path
 

@@ -6,19 +6,20 @@ output. Quantization, preprocessing and labels are the `Model`'s business.
 
 from __future__ import annotations
 
-import os
+import importlib
 import re
-import sys
 import threading
-from contextlib import contextmanager
+from importlib.metadata import version
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from edgelite.errors import DependencyError, ModelFileError
+from edgelite.modes import TFLiteInterpreter
 from edgelite.runtime.op_versions import too_new_for
+from edgelite.silence import silenced_fds
 from edgelite.runtime.tflite_format import OperatorCode
 
 
@@ -37,27 +38,34 @@ class TensorSpec:
         return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
 
 
-def _import_tflite_interpreter() -> tuple[type, str, str]:
-    """The first TFLite interpreter found: ai-edge-litert, tflite-runtime, then TensorFlow."""
-    try:
-        from ai_edge_litert import interpreter as litert
-        from importlib.metadata import version
-        return litert.Interpreter, "litert", version("ai-edge-litert")
-    except ImportError:
-        pass
-    try:
-        from tflite_runtime import interpreter as tflrt
-        from importlib.metadata import version
-        return tflrt.Interpreter, "tflite-runtime", version("tflite-runtime")
-    except ImportError:
-        pass
-    try:
-        import tensorflow as tf  # last resort only; the light install never gets here
+# The light TFLite interpreters, in the order "auto" tries them: (module, pip package).
+_LIGHT_INTERPRETERS = {"litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
+                       "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime")}
+
+
+def _import_tflite_interpreter(choice: TFLiteInterpreter = "auto") -> tuple[type, str, str]:
+    """The TFLite interpreter to use: by default ai-edge-litert, else tflite-runtime.
+
+    TensorFlow's own `tf.lite.Interpreter` is used only when asked for by name
+    ("tf.lite"): the light runtime never imports TensorFlow on its own.
+    """
+    if choice == "tf.lite":
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise DependencyError("TensorFlow is not installed, so tf.lite is not available; "
+                                  "pip install ai-edge-litert") from None
         return tf.lite.Interpreter, "tf.lite", tf.__version__
-    except ImportError:
-        raise DependencyError(
-            "no TFLite interpreter is installed; install one with: pip install ai-edge-litert"
-        ) from None
+    for kind, (module, package) in _LIGHT_INTERPRETERS.items():
+        if choice not in ("auto", kind):
+            continue
+        try:
+            return importlib.import_module(module).Interpreter, kind, version(package)
+        except ImportError:
+            continue
+    wanted = "ai-edge-litert" if choice == "auto" else _LIGHT_INTERPRETERS[choice][1]
+    raise DependencyError(f"{'no TFLite interpreter' if choice == 'auto' else wanted} is not installed; "
+                          "install one with: pip install ai-edge-litert")
 
 
 _UNKNOWN_OP = re.compile(r"Didn't find (?:op for builtin opcode|custom op for name) '([^']+)'(?: version '(\d+)')?")
@@ -77,31 +85,6 @@ def _explain_load_failure(name: str, kind: str, version: str, exc: Exception) ->
     return ModelFileError(f"{name}: {kind} {version} cannot load it ({first})")
 
 
-@contextmanager
-def silenced_fds(*fds: int) -> Iterator[None]:
-    """Point file descriptors at /dev/null for the block: native code writes past sys.stdout/stderr."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError, AttributeError):
-            pass
-    saved = []
-    try:
-        for fd in fds:
-            try:
-                saved.append((fd, os.dup(fd)))
-            except OSError:  # no such descriptor: nothing to silence
-                continue
-        with open(os.devnull, "wb") as devnull:
-            for fd, _ in saved:
-                os.dup2(devnull.fileno(), fd)
-            yield
-    finally:
-        for fd, copy in saved:
-            os.dup2(copy, fd)
-            os.close(copy)
-
-
 def _check_op_versions(name: str, runtime: str, codes: Sequence[OperatorCode]) -> None:
     """Name the op an old tflite-runtime lacks, before its interpreter fails less clearly."""
     missing = [r for r in too_new_for(codes, runtime) if r.runtime]
@@ -116,8 +99,8 @@ class TFLiteBackend:
     """LiteRT interpreters, one per calling thread, since one Interpreter is not thread-safe."""
 
     def __init__(self, content: bytes, name: str, threads: Optional[int],
-                 operator_codes: Sequence[OperatorCode] = ()):
-        self._factory, self.kind, self.version = _import_tflite_interpreter()
+                 operator_codes: Sequence[OperatorCode] = (), interpreter: TFLiteInterpreter = "auto"):
+        self._factory, self.kind, self.version = _import_tflite_interpreter(interpreter)
         if self.kind == "tflite-runtime":
             _check_op_versions(name, self.version, operator_codes)
         self._content = content

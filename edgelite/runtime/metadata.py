@@ -8,16 +8,19 @@ name `edgelite`. With it, `edgelite predict model.tflite photo.jpg` needs no fla
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
-from typing import Literal
+import zipfile
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Optional
 
-from edgelite.errors import ModelFileError
+from edgelite.errors import EdgeliteError, ModelFileError
+from edgelite.modes import ChannelOrder, Interpolation, OutputKind, Precision, Scaling, check_modes
 
 METADATA_KEY = "edgelite"
 FORMAT_VERSION = 1
-
-OutputKind = Literal["softmax", "sigmoid", "logits"]
-Precision = Literal["float32", "float16", "dynamic", "int8"]
+# The same document inside a .keras checkpoint written by edgelite's training (a zip entry Keras ignores).
+CHECKPOINT_METADATA = "edgelite.json"
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 @dataclass(frozen=True)
@@ -42,15 +45,18 @@ class ArtifactMetadata:
     labels: tuple[str, ...]
     input_height: int
     input_width: int
-    channel_order: str = "RGB"
-    input_scaling: str = "none"
-    graph_scaling: str = "none"
-    interpolation: str = "bilinear"
+    channel_order: ChannelOrder = "RGB"
+    input_scaling: Scaling = "none"
+    graph_scaling: Scaling = "none"
+    interpolation: Interpolation = "bilinear"
     output_kind: OutputKind = "softmax"
     precision: Precision = "float32"
     source_sha256: str = ""
     edgelite_version: str = ""
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        check_modes(self)
 
     def to_json(self) -> str:
         """Serialise to a compact JSON string."""
@@ -67,13 +73,26 @@ class ArtifactMetadata:
             values = {k: v for k, v in data.items() if k in known}
             values["labels"] = tuple(str(label) for label in values["labels"])
             return cls(**values)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, EdgeliteError) as exc:
             raise ModelFileError(f"the artifact's edgelite metadata is unreadable ({exc})") from None
 
     def with_precision(self, precision: Precision) -> "ArtifactMetadata":
         """A copy describing the same model at another precision."""
-        values = asdict(self)
-        values["labels"] = self.labels
-        values["precision"] = precision
-        return ArtifactMetadata(**values)
+        return replace(self, precision=precision)
+
+
+def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:
+    """The metadata edgelite's training stored inside a .keras checkpoint, if any."""
+    path = Path(path)
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        return None
+    with zipfile.ZipFile(path) as archive:
+        if CHECKPOINT_METADATA not in archive.namelist():
+            return None
+        return ArtifactMetadata.from_json(archive.read(CHECKPOINT_METADATA))
+
+
+def checkpoint_entries(metadata: ArtifactMetadata) -> dict[str, str]:
+    """The zip entries that carry `metadata` inside a .keras checkpoint."""
+    return {CHECKPOINT_METADATA: metadata.to_json()}
 

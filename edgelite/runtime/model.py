@@ -9,16 +9,10 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from edgelite.errors import ModelFileError, OptionError
+from edgelite.modes import Interpolation, OutputKind, Scaling, TFLiteInterpreter, check_mode
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
-from edgelite.runtime.preprocess import (
-    ImageSource,
-    PreparedImage,
-    check_interpolation,
-    check_scaling,
-    preprocess,
-    scale_pixels,
-)
+from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
 
 DEFAULT_SIZE = 224
@@ -33,6 +27,18 @@ class Prediction:
     index: int
 
 
+class Predictions(list):
+    """The ranked `Prediction`s of one image (a list), with what preprocessing noted about it.
+
+    Attributes:
+        notes: conversions made to read the image (e.g. "CMYK image converted to RGB").
+    """
+
+    def __init__(self, ranked: Iterable[Prediction] = (), notes: Sequence[str] = ()):
+        super().__init__(ranked)
+        self.notes: tuple[str, ...] = tuple(notes)
+
+
 class Model:
     """A loaded artifact: preprocessing, (de)quantization and labels around a backend.
 
@@ -42,7 +48,7 @@ class Model:
 
     def __init__(self, path: Path, backend, metadata: Optional[ArtifactMetadata],
                  tflite: Optional[TFLiteFile] = None, labels: Optional[Sequence[str]] = None,
-                 scaling: Optional[str] = None):
+                 scaling: Optional[Scaling] = None):
         self.path = path
         self.backend = backend
         self.metadata = metadata
@@ -52,9 +58,9 @@ class Model:
         self.output: TensorSpec = backend.outputs[0]
         self._channels_first = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
         self.height, self.width = self._input_size()
-        self.interpolation = check_interpolation(metadata.interpolation if metadata else "bilinear")
-        self.input_scaling = self._input_scaling(scaling)
-        self.output_kind = metadata.output_kind if metadata else None
+        self.interpolation: Interpolation = metadata.interpolation if metadata else "bilinear"
+        self.input_scaling: Scaling = self._input_scaling(scaling)
+        self.output_kind: Optional[OutputKind] = metadata.output_kind if metadata else None
         self.labels = self._labels(labels)
 
     # -- what the model is -------------------------------------------------
@@ -69,9 +75,9 @@ class Model:
         self.assumptions.append(f"input size unknown; assumed {DEFAULT_SIZE}x{DEFAULT_SIZE}")
         return DEFAULT_SIZE, DEFAULT_SIZE
 
-    def _input_scaling(self, scaling: Optional[str]) -> str:
+    def _input_scaling(self, scaling: Optional[Scaling]) -> Scaling:
         if scaling is not None:
-            return check_scaling(scaling)
+            return check_mode(Scaling, scaling)
         if self.metadata:
             return self.metadata.input_scaling
         if not self.input.quantized and np.issubdtype(self.input.dtype, np.floating):
@@ -95,13 +101,13 @@ class Model:
     # -- running --------------------------------------------------------------
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode and resize one image the way this model was trained."""
-        return preprocess(source, self.height, self.width, self.interpolation)  # type: ignore[arg-type]
+        return preprocess(source, self.height, self.width, self.interpolation)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output."""
         if pixels.ndim != 4 or pixels.shape[1:] != (self.height, self.width, 3):
             raise OptionError(f"expected a batch of shape (N, {self.height}, {self.width}, 3), got {pixels.shape}")
-        batch = self._quantize(scale_pixels(pixels, self.input_scaling))  # type: ignore[arg-type]
+        batch = self._quantize(scale_pixels(pixels, self.input_scaling))
         if self._channels_first:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         if self.backend.dynamic_batch or len(batch) == 1:
@@ -135,23 +141,28 @@ class Model:
             return shifted / shifted.sum(axis=1, keepdims=True)
         return raw
 
-    def _guess_output_kind(self, raw: np.ndarray) -> str:
+    def _guess_output_kind(self, raw: np.ndarray) -> OutputKind:
         in_unit = bool(np.all((raw >= -1e-3) & (raw <= 1 + 1e-3)))
         sums_to_one = bool(np.allclose(raw.sum(axis=1), 1.0, atol=1e-2))
-        kind = "sigmoid" if raw.shape[1] == 1 and in_unit else "softmax" if in_unit and sums_to_one else "logits"
+        kind: OutputKind = ("sigmoid" if raw.shape[1] == 1 and in_unit
+                            else "softmax" if in_unit and sums_to_one else "logits")
         note = f"output kind unknown; treated the output as {kind}"
         if note not in self.assumptions:
             self.assumptions.append(note)
         return kind
 
-    def predict(self, source: ImageSource, top_k: int = 5) -> list[Prediction]:
-        """Ranked (label, score) for one image: a path, a PIL image or an HxWx3 array."""
+    def predict(self, source: ImageSource, top_k: int = 5) -> Predictions:
+        """Ranked (label, score) for one image: a path, a PIL image or an HxWx3 array.
+
+        The result is a list of `Prediction`; its `notes` say how the image was read.
+        """
         return self.predict_batch([source], top_k)[0]
 
-    def predict_batch(self, sources: Iterable[ImageSource], top_k: int = 5) -> list[list[Prediction]]:
+    def predict_batch(self, sources: Iterable[ImageSource], top_k: int = 5) -> list[Predictions]:
         """Ranked predictions for several images, run as one batch."""
-        pixels = np.stack([self.prepare(source).pixels for source in sources])
-        return self.rank(self.class_scores(self.run(pixels)), top_k)
+        prepared = [self.prepare(source) for source in sources]
+        ranked = self.rank(self.class_scores(self.run(np.stack([p.pixels for p in prepared]))), top_k)
+        return [Predictions(r, p.notes) for r, p in zip(ranked, prepared)]
 
     def rank(self, scores: np.ndarray, top_k: int) -> list[list[Prediction]]:
         """Top-k predictions of each row of class scores."""
@@ -174,7 +185,8 @@ class Model:
 
 
 def load(path: Union[str, Path], threads: Optional[int] = None,
-         labels: Optional[Sequence[str]] = None, scaling: Optional[str] = None) -> Model:
+         labels: Optional[Sequence[str]] = None, scaling: Optional[Scaling] = None,
+         interpreter: TFLiteInterpreter = "auto") -> Model:
     """Load a .tflite or .onnx artifact with the backend its file type calls for.
 
     Args:
@@ -182,6 +194,8 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         threads: CPU threads for the interpreter (None: the backend's default).
         labels: class names, for files without edgelite metadata (overrides metadata).
         scaling: pixel scaling ("none", "rescale", "xception") for files without metadata.
+        interpreter: for .tflite files, "auto" (ai-edge-litert, else tflite-runtime),
+            or one of "litert", "tflite-runtime", "tf.lite" (TensorFlow's, only when named).
 
     Raises:
         ModelFileError: the file is missing, of an unknown type, or corrupt.
@@ -197,7 +211,8 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         tflite = read_tflite(content, path.name)
         raw = tflite.metadata.get(METADATA_KEY)
         metadata = ArtifactMetadata.from_json(raw) if raw else None
-        backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes)
+        backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes,
+                                check_mode(TFLiteInterpreter, interpreter))
         return Model(path, backend, metadata, tflite, labels, scaling)
     if suffix == ".onnx":
         backend = OnnxBackend(path, threads)

@@ -11,15 +11,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Union
+from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from edgelite.errors import ImageError, OptionError
+from edgelite.errors import ImageError
+from edgelite.modes import Interpolation, Scaling, check_mode
 
-Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
-Scaling = Literal["none", "rescale", "xception"]
 ImageSource = Union[str, Path, Image.Image, np.ndarray]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -48,29 +47,15 @@ class PreparedImage:
     notes: list[str] = field(default_factory=list)
 
 
-def check_interpolation(name: str) -> Interpolation:
-    """Return `name` if it is a known resize interpolation, else raise OptionError."""
-    if name not in _RESAMPLE:
-        raise OptionError(f"unknown interpolation {name!r}; expected one of {', '.join(_RESAMPLE)}")
-    return name  # type: ignore[return-value]
-
-
-def check_scaling(name: str) -> Scaling:
-    """Return `name` if it is a known pixel scaling, else raise OptionError."""
-    if name not in _SCALING:
-        raise OptionError(f"unknown preprocessing {name!r}; expected one of {', '.join(_SCALING)}")
-    return name  # type: ignore[return-value]
-
-
 def scale_pixels(pixels: np.ndarray, scaling: Scaling) -> np.ndarray:
     """Apply a named pixel scaling to raw 0-255 pixels, returning a new array."""
-    scale, offset = _SCALING[check_scaling(scaling)]
+    scale, offset = _SCALING[check_mode(Scaling, scaling)]
     return (pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
 
 
 def scaling_factors(scaling: Scaling) -> tuple[float, float]:
     """The (scale, offset) pair of a named pixel scaling."""
-    return _SCALING[check_scaling(scaling)]
+    return _SCALING[check_mode(Scaling, scaling)]
 
 
 def load_image(source: str | Path | Image.Image) -> PreparedImage:
@@ -154,7 +139,7 @@ def preprocess(
         prepared = PreparedImage(np.asarray(image))
     else:
         prepared = load_image(source)
-    resample = _RESAMPLE[check_interpolation(interpolation)]
+    resample = _RESAMPLE[check_mode(Interpolation, interpolation)]
     rgb = Image.fromarray(prepared.pixels)
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), resample)

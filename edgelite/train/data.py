@@ -10,14 +10,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
 from edgelite.errors import DatasetError, EdgeliteError
+from edgelite.modes import Interpolation, Progress, no_progress
 from edgelite.runtime.preprocess import IMAGE_SUFFIXES, preprocess
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -100,12 +99,12 @@ def find_splits(data: Path, val_split: Optional[float], seed: int = 0) -> tuple[
     return classes, train, val
 
 
-def _decode(pairs: list, size: int, interpolation: str, skipped: list[str], what: str,
+def _decode(pairs: list, size: int, interpolation: Interpolation, skipped: list[str], what: str,
             progress: Progress) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for done, (path, label) in enumerate(pairs, 1):
         try:
-            images.append(preprocess(path, size, size, interpolation).pixels.astype(np.uint8))  # type: ignore[arg-type]
+            images.append(preprocess(path, size, size, interpolation).pixels.astype(np.uint8))
             labels.append(label)
         except EdgeliteError as exc:
             skipped.append(str(exc))
@@ -115,8 +114,8 @@ def _decode(pairs: list, size: int, interpolation: str, skipped: list[str], what
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def load_dataset(data: Path, size: int, interpolation: str = "bilinear", val_split: Optional[float] = None,
-                 seed: int = 0, progress: Progress = lambda *a: None) -> Dataset:
+def load_dataset(data: Path, size: int, interpolation: Interpolation = "bilinear",
+                 val_split: Optional[float] = None, seed: int = 0, progress: Progress = no_progress) -> Dataset:
     """Decode a dataset folder at `size`x`size`; unreadable files are skipped and listed."""
     classes, train, val = find_splits(data, val_split, seed)
     skipped: list[str] = []

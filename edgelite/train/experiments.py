@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from edgelite.atomic import write_bytes_atomic
 from edgelite.errors import OptionError
+from edgelite.modes import Progress, no_progress
 from edgelite.train.data import load_dataset
 from edgelite.train.loop import TrainOptions, TrainResult, train
 from edgelite.train.plots import plot_variants
@@ -46,7 +47,7 @@ def parse_sweep(text: str, config: Any) -> tuple[str, list[Any]]:
 
 def sweep(family_name: str, parameter: str, values: Sequence[Any], options: TrainOptions,
           overrides: Optional[dict] = None, log: Callable[[str], None] = lambda m: None,
-          progress: Callable[[str, int, int], None] = lambda *a: None) -> SweepResult:
+          progress: Progress = no_progress) -> SweepResult:
     """Train a variant per value in options.out/<parameter>_<value>/, then table, plot and winner."""
     family = get_family(family_name)
     base = family.configure(**(overrides or {}))

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from edgelite.errors import OptionError
 from edgelite.lazy import import_keras
-
-MixedPrecision = Literal["auto", "on", "off"]
+from edgelite.modes import MixedPrecision, check_mode
 
 
 @dataclass
@@ -42,8 +41,7 @@ def _multi_worker_cluster() -> bool:
 
 def select_hardware(mixed_precision: MixedPrecision = "auto") -> Hardware:
     """Pick devices and strategy; set the Keras dtype policy for mixed precision."""
-    if mixed_precision not in ("auto", "on", "off"):
-        raise OptionError(f"unknown --mixed-precision {mixed_precision!r}; expected auto, on or off")
+    check_mode(MixedPrecision, mixed_precision)
     tf, keras = import_keras("train")
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:

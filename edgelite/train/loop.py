@@ -22,16 +22,15 @@ import numpy as np
 
 from edgelite import __version__
 from edgelite.atomic import atomic_path, write_bytes_atomic
-from edgelite.convert.source import CHECKPOINT_METADATA
 from edgelite.errors import OptionError
 from edgelite.lazy import import_keras
-from edgelite.runtime.metadata import ArtifactMetadata
+from edgelite.modes import Interpolation, MixedPrecision, Progress, check_modes, no_progress
+from edgelite.runtime.metadata import ArtifactMetadata, checkpoint_entries
 from edgelite.train.augment import AugmentConfig, augmentation_layers
 from edgelite.train.data import Dataset, load_dataset
-from edgelite.train.hardware import select_hardware
-from edgelite.train.models import unfreeze_top
+from edgelite.train.hardware import Hardware, select_hardware
 from edgelite.train.plots import plot_history
-from edgelite.train.registry import get_family
+from edgelite.train.registry import ModelFamily, get_family
 
 RESUME_FILE = "resume.keras"
 RESUME_STATE = "edgelite_state.json"
@@ -65,14 +64,15 @@ class TrainOptions:
     batch_size: int = 32
     val_split: Optional[float] = None
     augment: AugmentConfig = AugmentConfig()
-    interpolation: str = "bilinear"
+    interpolation: Interpolation = "bilinear"
     resume: bool = False
-    mixed_precision: str = "auto"
+    mixed_precision: MixedPrecision = "auto"
     xla: bool = False
     seed: int = 0
     verbose: int = 2
 
     def __post_init__(self) -> None:
+        check_modes(self)
         if self.epochs < 1:
             raise OptionError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
@@ -177,7 +177,7 @@ class _Run:
         if accuracy > self.best_accuracy:
             self.best_accuracy, self.best_epoch = accuracy, epoch
             self.best_checkpoint = self.out / f"{self.family}_{epoch:02d}_{accuracy:.3f}.keras"
-            save_keras(model, self.best_checkpoint, {CHECKPOINT_METADATA: self.metadata.to_json()})
+            save_keras(model, self.best_checkpoint, checkpoint_entries(self.metadata))
         # The resume file is the commit point of an epoch: written last, atomically.
         save_keras(model, self.out / RESUME_FILE, {RESUME_STATE: json.dumps(self.state())})
         self.write_history()
@@ -212,9 +212,60 @@ def _compile(model, optimizer, sigmoid: bool, xla: bool) -> None:
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=xla)
 
 
+def _check_run_folder(out: Path, resume: bool) -> None:
+    """A run folder holds one run: a new run needs a fresh one, --resume an unfinished one."""
+    resume_file = out / RESUME_FILE
+    if resume_file.exists() and not resume:
+        raise OptionError(f"{out} holds an earlier run; pass --resume to continue it, or choose another --out")
+    if resume and not resume_file.exists():
+        raise OptionError(f"nothing to resume: {resume_file} does not exist")
+    if resume:
+        # A killed run can leave the temp file of an atomic write behind; its target is intact.
+        for stale in list(out.glob(".*.tmp")) + list(out.glob(".*.keras.*.keras")):
+            stale.unlink()
+
+
+def _build_or_resume(keras, family: ModelFamily, config, options: TrainOptions, hardware: Hardware, run: _Run,
+                     classes: int, sigmoid: bool, log: Log):
+    """The model to fit: restored with its optimizer and history from resume.keras, or new."""
+    with hardware.strategy.scope():
+        if options.resume:
+            resume_file = Path(options.out) / RESUME_FILE
+            model = keras.saving.load_model(resume_file, compile=True, safe_mode=True)
+            with zipfile.ZipFile(resume_file) as archive:
+                run.restore(json.loads(archive.read(RESUME_STATE)))
+            log(f"resuming after epoch {len(run.history)}")
+            return model
+        model = family.build(config, classes)
+        _compile(model, family.optimizer(config), sigmoid, options.xla)
+        return model
+
+
+def _fit_phases(keras, model, family: ModelFamily, config, overrides: dict, options: TrainOptions,
+                hardware: Hardware, run: _Run, datasets, sigmoid: bool, log: Log) -> None:
+    """The first phase for options.epochs, then the family's fine-tuning phase, if it has one."""
+    train_ds, val_ds = datasets
+    recorder = _epoch_callback(keras, run)
+    if len(run.history) < options.epochs:
+        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, initial_epoch=len(run.history),
+                  callbacks=[recorder], verbose=options.verbose, shuffle=False)
+    plan = family.fine_tune(config)
+    if plan is None or len(run.history) >= options.epochs + plan.epochs:
+        return
+    run.phase = "fine-tune"
+    if len(run.history) == options.epochs:  # entering the phase: unfreeze, lower the rate
+        low_lr = config.lr * plan.lr_factor
+        with hardware.strategy.scope():
+            plan.unfreeze(model)
+            _compile(model, family.optimizer(family.configure(**{**overrides, "lr": low_lr})), sigmoid, options.xla)
+        log(f"{plan.description} at lr {low_lr:g}")
+    model.fit(train_ds, validation_data=val_ds, epochs=options.epochs + plan.epochs,
+              initial_epoch=len(run.history), callbacks=[recorder], verbose=options.verbose, shuffle=False)
+
+
 def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = None,
           dataset: Optional[Dataset] = None, log: Log = lambda message: None,
-          progress: Callable[[str, int, int], None] = lambda *a: None) -> TrainResult:
+          progress: Progress = no_progress) -> TrainResult:
     """Train one model family on a folder-per-class dataset.
 
     Args:
@@ -229,20 +280,13 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
         EdgeliteError: bad options or dataset, or a run folder that needs --resume.
     """
     family = get_family(family_name)
-    config = family.configure(**(overrides or {}))
+    overrides = dict(overrides or {})
+    config = family.configure(**overrides)
     out = Path(options.out)
-    resume_file = out / RESUME_FILE
-    if resume_file.exists() and not options.resume:
-        raise OptionError(f"{out} holds an earlier run; pass --resume to continue it, or choose another --out")
-    if options.resume and not resume_file.exists():
-        raise OptionError(f"nothing to resume: {resume_file} does not exist")
-    if options.resume:
-        # A killed run can leave the temp file of an atomic write behind; its target is intact.
-        for stale in list(out.glob(".*.tmp")) + list(out.glob(".*.keras.*.keras")):
-            stale.unlink()
+    _check_run_folder(out, options.resume)
     tf, keras = import_keras("train")
     keras.utils.set_random_seed(options.seed)
-    hardware = select_hardware(options.mixed_precision)  # type: ignore[arg-type]
+    hardware = select_hardware(options.mixed_precision)
     log(f"devices: {hardware.description}")
     data = dataset or load_dataset(options.data, config.size, options.interpolation, options.val_split,
                                    options.seed, progress)
@@ -257,35 +301,9 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(out, family.name, metadata, len(data.train_y), log)
     augment = augmentation_layers(options.augment, config.size, options.seed)
-    train_ds, val_ds = _datasets(tf, data, options, augment, sigmoid)
-    fine_tune = int(getattr(config, "fine_tune", 0) or 0)
-    total = options.epochs + (int(config.fine_tune_epochs) if fine_tune else 0)
-
-    with hardware.strategy.scope():
-        if options.resume:
-            model = keras.saving.load_model(resume_file, compile=True, safe_mode=True)
-            with zipfile.ZipFile(resume_file) as archive:
-                run.restore(json.loads(archive.read(RESUME_STATE)))
-            log(f"resuming after epoch {len(run.history)} of {total}")
-        else:
-            model = family.build(config, len(data.classes))
-            _compile(model, family.optimizer(config), sigmoid, options.xla)
-    recorder = _epoch_callback(keras, run)
-
-    done = len(run.history)
-    if done < options.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, initial_epoch=done,
-                  callbacks=[recorder], verbose=options.verbose, shuffle=False)
-    if fine_tune and len(run.history) < total:
-        run.phase = "fine-tune"
-        if len(run.history) == options.epochs:  # entering the phase: unfreeze, lower the rate
-            with hardware.strategy.scope():
-                unfreeze_top(model, fine_tune)
-                low = family.configure(**{**(overrides or {}), "lr": config.lr / 10})
-                _compile(model, family.optimizer(low), sigmoid, options.xla)
-            log(f"fine-tuning the last {fine_tune} base layers at lr {config.lr / 10:g}")
-        model.fit(train_ds, validation_data=val_ds, epochs=total, initial_epoch=len(run.history),
-                  callbacks=[recorder], verbose=options.verbose, shuffle=False)
+    datasets = _datasets(tf, data, options, augment, sigmoid)
+    model = _build_or_resume(keras, family, config, options, hardware, run, len(data.classes), sigmoid, log)
+    _fit_phases(keras, model, family, config, overrides, options, hardware, run, datasets, sigmoid, log)
     run.write_history()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return TrainResult(out, family.name, asdict(config), hardware.description, data.summary(),

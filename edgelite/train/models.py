@@ -7,11 +7,11 @@ graph, so the saved model and every artifact made from it take raw pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 from edgelite.errors import OptionError
 from edgelite.lazy import import_keras
-from edgelite.train.registry import register_model
+from edgelite.train.registry import FineTune, register_model
 
 
 def _keras():
@@ -40,9 +40,17 @@ def _adam(config: XceptionConfig):
     return _keras().optimizers.Adam(learning_rate=config.lr)
 
 
+def _xception_fine_tune(config: XceptionConfig) -> Optional[FineTune]:
+    if config.fine_tune <= 0:
+        return None
+    return FineTune(epochs=config.fine_tune_epochs, lr_factor=0.1,
+                    unfreeze=lambda model: unfreeze_top(model, config.fine_tune),
+                    description=f"fine-tuning the last {config.fine_tune} base layers")
+
+
 @register_model("xception", XceptionConfig(), "Xception transfer model: frozen base, pooling, "
                 "inner dense, dropout, classifier", optimizer=_adam, scaling="xception",
-                smoke={"size": 71, "weights": "none", "inner": 8})
+                smoke={"size": 71, "weights": "none", "inner": 8}, fine_tune=_xception_fine_tune)
 def build_xception(config: XceptionConfig, num_classes: int):
     keras = _keras()
     if not 0.0 <= config.dropout < 1.0:

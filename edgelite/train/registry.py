@@ -11,9 +11,32 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from edgelite.errors import OptionError
+from edgelite.modes import Scaling
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """A second training phase a family asks for: unfreeze part of the model, train on at a lower rate.
+
+    Attributes:
+        epochs: epochs of the phase, after the first phase's.
+        lr_factor: the learning rate of the phase as a fraction of the config's.
+        unfreeze: makes the chosen layers of a built model trainable.
+        description: one line for the log.
+    """
+
+    epochs: int
+    lr_factor: float
+    unfreeze: Callable[[Any], None]
+    description: str
+
+
+def no_fine_tune(config: Any) -> Optional[FineTune]:
+    """The default hook: a single training phase."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,7 @@ class ModelFamily:
         scaling: how the model scales pixels inside its graph, recorded in artifacts.
         smoke: config values for the quickest run that still builds the real
             architecture (tests run every family with them).
+        fine_tune: the family's fine-tuning phase for a config, or None for none.
     """
 
     name: str
@@ -36,8 +60,9 @@ class ModelFamily:
     build: Callable[[Any, int], Any]
     optimizer: Callable[[Any], Any]
     summary: str
-    scaling: str
+    scaling: Scaling
     smoke: dict
+    fine_tune: Callable[[Any], Optional[FineTune]] = no_fine_tune
 
     def configure(self, **overrides: Any) -> Any:
         """The default config with `overrides` applied; unknown names are rejected."""
@@ -51,23 +76,21 @@ class ModelFamily:
 REGISTRY: dict[str, ModelFamily] = {}
 
 
-def register_model(name: str, config: Any, summary: str, optimizer: Callable[[Any], Any], scaling: str,
-                   smoke: dict):
+def register_model(name: str, config: Any, summary: str, optimizer: Callable[[Any], Any], scaling: Scaling,
+                   smoke: dict, fine_tune: Callable[[Any], Optional[FineTune]] = no_fine_tune):
     """Decorator that adds a builder to the registry under `name`."""
 
     def decorate(build: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
         if name in REGISTRY:
             raise ValueError(f"model family {name!r} is registered twice")
-        REGISTRY[name] = ModelFamily(name, config, build, optimizer, summary, scaling, smoke)
+        REGISTRY[name] = ModelFamily(name, config, build, optimizer, summary, scaling, smoke, fine_tune)
         return build
 
     return decorate
 
 
 def get_family(name: str) -> ModelFamily:
-    """The registered family called `name`."""
-    from edgelite.train import models  # noqa: F401  (registers the built-in families)
-
+    """The registered family called `name` (`edgelite.train` registers the built-in ones)."""
     if name not in REGISTRY:
         raise OptionError(f"unknown model family {name!r}; expected one of {', '.join(sorted(REGISTRY))}")
     return REGISTRY[name]
@@ -75,6 +98,4 @@ def get_family(name: str) -> ModelFamily:
 
 def families() -> list[ModelFamily]:
     """Every registered family, by name."""
-    from edgelite.train import models  # noqa: F401
-
     return [REGISTRY[name] for name in sorted(REGISTRY)]

@@ -27,7 +27,7 @@ def bench_data(tmp_path_factory) -> Path:
 def bench_models(bench_data, tmp_path_factory) -> dict[str, Path]:
     """keras (with labels), tflite_float32, tflite_int8, onnx_float32, plain (no metadata), garbage."""
     from edgelite.convert import ConvertOptions, convert
-    from edgelite.convert.source import CHECKPOINT_METADATA
+    from edgelite.runtime.metadata import CHECKPOINT_METADATA
     from edgelite.lazy import import_keras
     from edgelite.runtime.metadata import ArtifactMetadata
 

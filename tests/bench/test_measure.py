@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from edgelite.bench.measure import accuracy, latency_stats, time_calls, top1
+from edgelite.bench.measure import latency_stats, time_calls
+from edgelite.runtime.scores import accuracy, top1
 from edgelite.bench.schema import STAT_KEYS
 
 

@@ -1,6 +1,7 @@
 import pytest
 
-from edgelite.bench.pick import PickError, pick_fastest
+from edgelite.bench.pick import pick_fastest
+from edgelite.errors import PickError
 from edgelite.errors import OptionError
 
 
