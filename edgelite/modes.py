@@ -19,6 +19,7 @@ Precision = Literal["float32", "float16", "dynamic", "int8"]
 Format = Literal["tflite", "onnx"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
 Scaling = Literal["none", "rescale", "xception"]
+Decode = Literal["fast", "exact"]
 OutputKind = Literal["softmax", "sigmoid", "logits"]
 ChannelOrder = Literal["RGB"]
 IntegerIO = Literal["uint8", "int8"]
@@ -33,6 +34,7 @@ _NAMES: dict[Any, str] = {
     Format: "format",
     Interpolation: "interpolation",
     Scaling: "preprocessing",
+    Decode: "decode",
     OutputKind: "output kind",
     ChannelOrder: "channel order",
     IntegerIO: "integer input/output type",

@@ -105,8 +105,8 @@ def test_the_runtime_falls_back_to_tensorflow_only_when_asked(monkeypatch):
     import edgelite.runtime.backends as backends
     from edgelite.errors import DependencyError
 
-    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # as if neither light interpreter were installed
-    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    for name in ("ai_edge_litert", "ai_edge_litert.interpreter", "tflite_runtime", "tflite_runtime.interpreter"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if neither light interpreter were installed
     with pytest.raises(DependencyError, match="pip install ai-edge-litert"):
         backends._import_tflite_interpreter("auto")
     factory, kind, _ = backends._import_tflite_interpreter("tf.lite")

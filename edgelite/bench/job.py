@@ -27,6 +27,8 @@ class WorkerJob:
         data: image folder (one sub-folder per class), or None for random inputs.
         limit: at most this many images of `data`.
         evaluate: predict every image of `data` for accuracy and agreement.
+        end_to_end: also time decode + resize + inference of `data` files as they
+            are, and the folder rate of `predict_iter`.
     """
 
     kind: ModelKind
@@ -40,6 +42,7 @@ class WorkerJob:
     data: Optional[str] = None
     limit: Optional[int] = None
     evaluate: bool = False
+    end_to_end: bool = False
 
     def __post_init__(self) -> None:
         check_modes(self)

@@ -31,6 +31,9 @@ class BenchOptions:
         pick: name the fastest artifact within `max_drop` accuracy points of the
             reference (needs `data`); the report carries it in `pick`.
         max_drop: accuracy points the pick may lose against the reference.
+        end_to_end: time decode + resize + inference per image on the `data` files
+            as they are (with their pixel counts) and the folder rate through
+            `Model.predict_iter` (needs `data`).
     """
 
     threads: tuple[int, ...] = (1,)
@@ -45,6 +48,7 @@ class BenchOptions:
     min_runs: int = 5
     pick: bool = False
     max_drop: float = 1.0
+    end_to_end: bool = False
 
     def __post_init__(self) -> None:
         if not self.threads:
@@ -68,6 +72,8 @@ class BenchOptions:
             raise OptionError(f"--limit must be at least 1, got {self.limit}")
         if self.pick and self.data is None:
             raise OptionError("--pick needs accuracy: pass --data DIR with one sub-folder per class")
+        if self.end_to_end and self.data is None:
+            raise OptionError("--end-to-end needs real files: pass --data DIR")
         if self.max_drop < 0:
             raise OptionError(f"--max-drop is in accuracy points and cannot be negative, got {self.max_drop}")
 

@@ -16,7 +16,8 @@ CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_versio
                "size_bytes", "load_s", "first_inference_s", "cold_start_s", "runs", "latency_mean_ms",
                "latency_std_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
                "latency_p99_ms", "latency_max_ms", "throughput_ips", "preprocess_p50_ms", "rss_idle_mb",
-               "peak_rss_mb", "rss_growth_mb", "accuracy", "agreement", "loadavg_1m", "error", "path")
+               "peak_rss_mb", "rss_growth_mb", "accuracy", "agreement", "end_to_end_p50_ms", "source_mp_p50",
+               "folder_ips", "loadavg_1m", "error", "path")
 
 
 def write_json(report: BenchReport, path: Path) -> Path:
@@ -31,6 +32,8 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
     for stat, value in (row.get("latency_ms") or {}).items():
         flat[f"latency_{stat}_ms"] = value
     flat["preprocess_p50_ms"] = (row.get("preprocess_ms") or {}).get("p50")
+    flat["end_to_end_p50_ms"] = (row.get("end_to_end_ms") or {}).get("p50")
+    flat["source_mp_p50"] = (row.get("source_megapixels") or {}).get("p50")
     flat["loadavg_1m"] = (row.get("loadavg") or [None])[0]
     return {key: "" if flat.get(key) is None else flat[key] for key in CSV_COLUMNS}
 

@@ -50,7 +50,8 @@ class BenchReport:
             "options": {"threads": list(opts.threads), "batch": opts.batch, "runs": opts.timed_runs,
                         "seconds": opts.seconds, "warmup": opts.warmup,
                         "data": str(opts.data) if opts.data else None, "limit": opts.limit,
-                        "reference": str(opts.reference) if opts.reference else None},
+                        "reference": str(opts.reference) if opts.reference else None,
+                        "end_to_end": opts.end_to_end},
             "reference": self.reference, "pick": self.pick, "notes": self.notes, "rows": rows,
         }
 
@@ -75,7 +76,8 @@ def job_for(path: Path, kind: ModelKind, threads: int, options: BenchOptions, ev
     """The job one worker process measures."""
     return WorkerJob(kind=kind, path=str(path), threads=threads, batch=options.batch, runs=options.timed_runs,
                      seconds=options.seconds, min_runs=options.min_runs, warmup=options.warmup,
-                     data=str(options.data) if options.data else None, limit=options.limit, evaluate=evaluate)
+                     data=str(options.data) if options.data else None, limit=options.limit, evaluate=evaluate,
+                     end_to_end=options.end_to_end)
 
 
 def run_worker(job: WorkerJob, timeout: float) -> dict[str, Any]:

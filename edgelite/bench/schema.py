@@ -10,7 +10,7 @@ Top level:
                       loadavg (1, 5, 15 min at the start), loadavg_end
     versions          {package: version} of numpy, ai-edge-litert, onnxruntime, tensorflow...
     options           threads, batch, runs (null with seconds), seconds, warmup, data, limit,
-                      reference
+                      reference, end_to_end
     reference         the model predictions are compared with: name, path, kind, accuracy;
                       null without --data or when it failed
     pick              with --pick: max_drop (accuracy points), reference_accuracy,
@@ -60,6 +60,15 @@ Row:
                       when the labels do not match the folder names)
     agreement         fraction of images with the same top-1 class as the reference
     eval_images       images predicted; labelled_images: those with a known class
+
+With --end-to-end (needs --data), a row also has:
+
+    end_to_end_ms     statistics of decode + resize + inference of one data file as it is,
+                      one image at a time (the first end_to_end_images files)
+    source_megapixels min, p50, max pixel count of those files, in megapixels
+    folder_ips        images per second through Model.predict_iter over the same files
+                      (decoding ahead in threads while the model runs batches of
+                      folder_batch); null for the Keras row
     error             null, or one line saying why this row could not be measured; the
                       measured fields are then absent
 """
@@ -76,4 +85,5 @@ ROW_KEYS = ("name", "path", "kind", "format", "precision", "backend", "backend_v
 # Keys every row has, failed or not.
 ERROR_ROW_KEYS = ("name", "path", "kind", "threads", "batch", "size_bytes", "process_wall_s", "accuracy",
                   "agreement", "eval_images", "labelled_images", "error")
+END_TO_END_KEYS = ("end_to_end_ms", "end_to_end_images", "source_megapixels", "folder_ips", "folder_batch")
 STAT_KEYS = ("mean", "std", "min", "p50", "p90", "p95", "p99", "max")

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 EVAL_BATCH = 32
 TIMING_IMAGES = 8
 SYNTHETIC_PHOTO = (640, 480)
+END_TO_END_IMAGES = 64
+FOLDER_BATCH = 8
 
 
 def main() -> int:
@@ -80,7 +82,10 @@ def measure_artifact(job: "WorkerJob") -> dict:
     def scores(pixels: np.ndarray) -> np.ndarray:
         return model.class_scores(model.run(pixels))
 
-    return _measure(job, row, prepare, scores, model.height, model.width, peak_rss_mb)
+    def folder(paths: list[Path]) -> int:
+        return sum(1 for result in model.predict_iter(paths, batch_size=FOLDER_BATCH) if result.ok)
+
+    return _measure(job, row, prepare, scores, model.height, model.width, peak_rss_mb, folder)
 
 
 def measure_keras(job: "WorkerJob") -> dict:
@@ -111,7 +116,7 @@ def measure_keras(job: "WorkerJob") -> dict:
     }
 
     def prepare(path: Path) -> np.ndarray:
-        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation).pixels
+        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode).pixels
 
     def scores(pixels: np.ndarray) -> np.ndarray:
         out = np.asarray(source.model(pixels, training=False), dtype=np.float32)
@@ -121,7 +126,7 @@ def measure_keras(job: "WorkerJob") -> dict:
 
 
 def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, height: int, width: int,
-             peak_rss_mb: Callable[[], float]) -> dict:
+             peak_rss_mb: Callable[[], float], folder: Optional[Callable[[list[Path]], int]] = None) -> dict:
     """First prediction, timed runs, preprocessing and (with data) predictions, for either kind."""
     import numpy as np
 
@@ -158,8 +163,37 @@ def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, h
         row.update(_evaluate(np, items, prepare, scores, row["labels"]))
     else:
         row["preprocess_ms"], row["preprocess_source"] = _preprocess_time(np, items, prepare, height, width)
+    if items and job.end_to_end:
+        row.update(_end_to_end(np, [path for path, _ in items[:END_TO_END_IMAGES]], prepare, scores, folder))
     row["loadavg"] = list(os.getloadavg())
     return row
+
+
+def _end_to_end(np, paths: list[Path], prepare: Callable, scores: Callable,
+                folder: Optional[Callable[[list[Path]], int]]) -> dict:
+    """Decode + resize + inference of each file as it is, one at a time; then the folder rate of predict_iter."""
+    from PIL import Image
+
+    from edgelite.bench.measure import latency_stats
+
+    megapixels = []
+    for path in paths:
+        with Image.open(path) as image:
+            megapixels.append(image.size[0] * image.size[1] / 1e6)
+    times = []
+    for path in paths:
+        begin = time.perf_counter()
+        scores(prepare(path)[None])
+        times.append(time.perf_counter() - begin)
+    result = {"end_to_end_ms": latency_stats(times), "end_to_end_images": len(paths),
+              "source_megapixels": {"min": min(megapixels), "p50": float(np.median(megapixels)),
+                                    "max": max(megapixels)},
+              "folder_ips": None, "folder_batch": None}
+    if folder is not None:
+        begin = time.perf_counter()
+        count = folder(paths)
+        result.update(folder_ips=count / (time.perf_counter() - begin), folder_batch=FOLDER_BATCH)
+    return result
 
 
 def _random_batch(np, batch: int, height: int, width: int):

@@ -8,6 +8,7 @@ import sys
 import click
 
 from edgelite import __version__
+from edgelite.cli.common import safe_text
 from edgelite.errors import EdgeliteError
 
 
@@ -22,7 +23,7 @@ class EdgeliteGroup(click.Group):
         except EdgeliteError as exc:
             if _debug(ctx):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {safe_text(exc)}", err=True)
             ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)

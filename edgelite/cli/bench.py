@@ -25,13 +25,16 @@ def _percent(value: Optional[float]) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
-def table_rows(rows: list[dict]) -> list[list[str]]:
+E2E_COLUMNS = ["MP", "e2e ms", "folder img/s"]
+
+
+def table_rows(rows: list[dict], end_to_end: bool = False) -> list[list[str]]:
     """The final table: one line per (model, threads), errors spelled out."""
     lines = []
     for row in rows:
         if row.get("error"):
             lines.append([row["name"], str(row["threads"]), "failed", human_size(row["size_bytes"] or 0),
-                          *["-"] * 11])
+                          *["-"] * (11 + (len(E2E_COLUMNS) if end_to_end else 0))])
             continue
         lat = row["latency_ms"]
         lines.append([
@@ -41,6 +44,10 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
             f"{row['preprocess_ms']['p50']:.2f}", f"{row['peak_rss_mb']:.0f}", f"{row['rss_growth_mb']:.0f}",
             _percent(row.get("accuracy")), _percent(row.get("agreement")),
         ])
+        if end_to_end:
+            e2e, mp, folder = row.get("end_to_end_ms"), row.get("source_megapixels"), row.get("folder_ips")
+            lines[-1] += [f"{mp['p50']:.1f}" if mp else "-", f"{e2e['p50']:.2f}" if e2e else "-",
+                          f"{folder:.1f}" if folder else "-"]
     return lines
 
 
@@ -64,16 +71,22 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
 @click.option("--pick", is_flag=True, help="Name the fastest artifact within --max-drop of the reference accuracy.")
 @click.option("--max-drop", default=1.0, show_default=True, type=float,
               help="Accuracy points --pick may lose against the reference.")
+@click.option("--end-to-end", is_flag=True,
+              help="Also time decode + resize + inference of the --data files as they are, and the folder rate "
+                   "through predict_iter.")
 @click.option("--timeout", default=1800.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds one row's process may take.")
 def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch: int, runs, seconds, warmup: int,
-                  reference, json_path, csv_path, plot_path, pick: bool, max_drop: float, timeout: float) -> None:
+                  reference, json_path, csv_path, plot_path, pick: bool, max_drop: float, end_to_end: bool,
+                  timeout: float) -> None:
     """Measure .tflite/.onnx artifacts side by side, each thread count in a fresh process.
 
     Per row: load time, cold start, latency percentiles, throughput, memory,
     preprocessing time, and with --data accuracy and agreement with the
-    reference. A model that fails gives a row with its error, the others are
-    still measured, and the exit code is 1.
+    reference. With --end-to-end, each row also times decode + resize +
+    inference of the --data files as they are (their megapixels shown) and
+    the folder rate through predict_iter. A model that fails gives a row with
+    its error, the others are still measured, and the exit code is 1.
 
     \b
     Example:
@@ -85,7 +98,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
 
     options = BenchOptions(threads=_threads(threads), batch=batch, runs=runs, seconds=seconds, warmup=warmup,
                            data=data, limit=limit, reference=reference, timeout=timeout, pick=pick,
-                           max_drop=max_drop)
+                           max_drop=max_drop, end_to_end=end_to_end)
     with ProgressBar() as progress:
         report = run_bench(list(artifacts), options, progress)
     for message in report.notes:
@@ -96,7 +109,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     title = f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"
     if report.reference:
         title += f"; agreement with {report.reference['name']}"
-    table(title, COLUMNS, table_rows(report.rows))
+    table(title, COLUMNS + (E2E_COLUMNS if end_to_end else []), table_rows(report.rows, end_to_end))
     for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
         if path is not None:
             writer(report, path)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edgelite.errors import OptionError
 
@@ -23,8 +25,8 @@ def _stderr_console() -> Console:
         return Console(stderr=True)
 
 
-# Wide enough for the artifact tables when stdout is a pipe or a file (rich assumes 80 columns).
-stdout = Console(width=None if sys.stdout.isatty() else 160)
+# Wide enough for the artifact and bench tables when stdout is a pipe or a file (rich assumes 80 columns).
+stdout = Console(width=None if sys.stdout.isatty() else 220)
 stderr = _stderr_console()
 
 
@@ -49,17 +51,30 @@ def parse_labels(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return labels
 
 
+# Bidirectional overrides reorder what a terminal shows; control characters can move the cursor or recolour.
+_INVISIBLE = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+
+
+def safe_text(value: object) -> str:
+    """Text from a file (labels, names, messages) made safe to show: control characters are escaped."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() and ch not in _INVISIBLE else ch.encode("unicode_escape").decode("ascii")
+                   for ch in text)
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
 
 def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a table of rows to stdout."""
-    grid = Table(title=title, title_justify="left")
+    grid = Table(title=Text(safe_text(title)) if title else None, title_justify="left")
     for column in columns:
         grid.add_column(column, justify="left" if column in columns[:1] else "right")
     for row in rows:
-        grid.add_row(*(str(cell) for cell in row))
+        grid.add_row(*(Text(safe_text(cell)) for cell in row))  # Text: no markup interpretation
     stdout.print(grid)
 
 
@@ -87,21 +102,31 @@ def parity_rows(artifacts) -> list[list[str]]:
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {safe_text(message)}", err=True)
 
 
 def note(message: str) -> None:
-    click.echo(f"note: {message}", err=True)
+    click.echo(f"note: {safe_text(message)}", err=True)
 
 
 class ProgressBar:
-    """A rich progress bar on stderr driven by (description, completed, total) calls."""
+    """A rich progress bar on stderr driven by (description, completed, total) calls.
 
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    With `unit`, it also shows the rate (e.g. "images/s"); a total of 0 means unknown.
+    """
 
-        self._progress = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), console=stderr, transient=True)
+    def __init__(self, unit: Optional[str] = None) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                                   TimeElapsedColumn)
+
+        class Rate(ProgressColumn):
+            def render(self, task) -> Text:
+                return Text(f"{task.speed or 0.0:.1f} {unit}/s")
+
+        columns = [TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        if unit:
+            columns.append(Rate())
+        self._progress = Progress(*columns, console=stderr, transient=True)
         self._task = None
 
     def __enter__(self) -> "ProgressBar":
@@ -113,4 +138,4 @@ class ProgressBar:
         self._progress.__exit__(*exc)
 
     def __call__(self, description: str, completed: int, total: int) -> None:
-        self._progress.update(self._task, description=description, completed=completed, total=total)
+        self._progress.update(self._task, description=description, completed=completed, total=total or None)

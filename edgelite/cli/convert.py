@@ -10,7 +10,7 @@ import click
 from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, note, parity_rows, parse_labels, print_json,
                                  split_list, table, warn)
 from edgelite.errors import ParityError
-from edgelite.modes import Compat, Format, IntegerIO, Interpolation, Precision, Scaling, choices
+from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Precision, Scaling, choices
 
 
 @click.command("convert")
@@ -29,6 +29,9 @@ from edgelite.modes import Compat, Format, IntegerIO, Interpolation, Precision, 
               help="Scaling the checkpoint expects outside its graph: rescale is x/255, xception x/127.5-1.")
 @click.option("--interpolation", type=click.Choice(choices(Interpolation)),
               help="Resize filter to record (default: the checkpoint's, else bilinear).")
+@click.option("--decode", type=click.Choice(choices(Decode)),
+              help="JPEG decoding to record and check with: fast (reduced DCT scale for photos much larger than "
+                   "the input) or exact (default: the checkpoint's, else fast).")
 @click.option("--int8-io", "integer_io", type=click.Choice(choices(IntegerIO)), default="uint8", show_default=True,
               help="Input/output type of the full-integer TFLite model.")
 @click.option("--max-calibration-images", default=500, show_default=True, type=click.IntRange(min=1),
@@ -40,7 +43,7 @@ from edgelite.modes import Compat, Format, IntegerIO, Interpolation, Precision, 
 @click.option("--strict", is_flag=True, help="Exit 1 if an artifact misses its parity threshold.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
-                    preprocess, interpolation, integer_io, max_calibration_images: int,
+                    preprocess, interpolation, decode, integer_io, max_calibration_images: int,
                     max_check_images: int, compat, strict: bool, as_json: bool) -> None:
     """Convert a Keras checkpoint to TFLite and ONNX artifacts, each checked against it.
 
@@ -64,6 +67,7 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         labels=parse_labels(labels),
         preprocess=cast(Scaling, preprocess),
         interpolation=cast(Interpolation, interpolation),
+        decode=cast(Decode, decode),
         integer_io=cast(IntegerIO, integer_io),
         strict=strict,
         max_calibration_images=max_calibration_images,

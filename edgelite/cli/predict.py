@@ -2,65 +2,170 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import json
+import sys
 from pathlib import Path
+from typing import IO, Iterator, Optional
 
 import click
 
-from edgelite.cli.common import human_size, note, parse_labels, print_json, table
-from edgelite.errors import EdgeliteError
+from edgelite.cli.common import ProgressBar, human_size, note, parse_labels, print_json, safe_text, table
 from edgelite.modes import Scaling, choices
+
+FORMATS = ("table", "json", "jsonl", "csv")
+_SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+IMAGE_COLUMN = 40
+
+
+def expand_paths(paths: tuple[str, ...], stdin: IO[str]) -> Iterator[str]:
+    """Each PATH as given: a file, every image below a folder (sorted), or '-' for one path per stdin line."""
+    from edgelite.runtime import list_images
+
+    for path in paths:
+        if path == "-":
+            for line in stdin:
+                if line.strip():
+                    yield line.rstrip("\r\n")
+        elif Path(path).is_dir():
+            yield from (str(p) for p in list_images(Path(path)))
+        else:
+            yield path
+
+
+def _count(paths: tuple[str, ...]) -> Optional[int]:
+    """How many images the paths hold, or None when stdin is among them."""
+    from edgelite.runtime import list_images
+
+    if "-" in paths:
+        return None
+    return sum(len(list_images(Path(p))) if Path(p).is_dir() else 1 for p in paths)
+
+
+class _Writer:
+    """Writes each result as it comes, in one output format."""
+
+    def __init__(self, out: IO[str], fmt: str, top_k: int, model_name: str, backend: str):
+        self.out, self.fmt, self.top_k = out, fmt, top_k
+        self.model_name, self.backend = model_name, backend
+        self.results: list[dict] = []
+        self.errors: list[str] = []
+        self.csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+
+    def start(self) -> None:
+        if self.csv is not None:
+            self.csv.writerow(["image"] + [f"{k}_{i + 1}" for i in range(self.top_k) for k in ("label", "score")]
+                              + ["error"])
+        elif self.fmt == "table":
+            header = f"{'image':<{IMAGE_COLUMN}}  " + "  ".join(f"{'#' + str(i + 1):<24}" for i in range(self.top_k))
+            self.out.write(f"{self.model_name} ({self.backend})\n{header.rstrip()}\n")
+
+    def write(self, result) -> None:
+        if self.fmt == "json":
+            if result.ok:
+                self.results.append(result.to_dict() | {"notes": list(result.notes)})
+            else:
+                self.errors.append(result.error)
+            return
+        if self.fmt == "jsonl":
+            self.out.write(json.dumps(_spec_dict(result), ensure_ascii=False) + "\n")
+        elif self.csv is not None:
+            cells = [cell for p in result for cell in (p.label, f"{p.score:.6f}")]
+            self.csv.writerow([result.source] + cells + [""] * (2 * self.top_k - len(cells)) + [result.error or ""])
+        elif result.ok:
+            name = safe_text(result.source)
+            name = name if len(name) <= IMAGE_COLUMN else "..." + name[-(IMAGE_COLUMN - 3):]
+            cells = "  ".join(f"{safe_text(p.label)[:15] + ' ' + format(p.score, '.4f'):<24}" for p in result)
+            self.out.write(f"{name:<{IMAGE_COLUMN}}  {cells}".rstrip() + "\n")
+        self.out.flush()
+
+    def finish(self) -> None:
+        if self.fmt == "json":
+            self.out.write(json.dumps({"model": self.model_name, "backend": self.backend, "results": self.results,
+                                       "errors": self.errors}, indent=2) + "\n")
+
+
+def _spec_dict(result) -> dict:
+    """One JSON Lines record: {"image", "predictions": [{"label", "score"}]} or {"image", "error"}."""
+    data = result.to_dict()
+    data.pop("notes", None)
+    return data
+
+
+@contextlib.contextmanager
+def _output(out: Optional[Path]) -> Iterator[IO[str]]:
+    """stdout, or a temp file beside OUT renamed over it only when every image was handled."""
+    if out is None:
+        yield click.get_text_stream("stdout")
+        return
+    from edgelite.atomic import atomic_path
+
+    with atomic_path(out) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
+        yield handle
 
 
 @click.command("predict")
 @click.argument("model_path", metavar="MODEL", type=click.Path(path_type=Path))
-@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", metavar="PATH...", nargs=-1, required=True)
 @click.option("--top-k", default=3, show_default=True, type=click.IntRange(min=1), help="Classes to show per image.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads for the interpreter.")
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Images per inference call.")
+@click.option("--workers", type=click.IntRange(min=1), help="Threads decoding images ahead [default: up to 4].")
 @click.option("--labels", help="Class names as a,b,c or a file (for models without edgelite metadata).")
 @click.option("--preprocess", type=click.Choice(choices(Scaling)),
               help="Pixel scaling, for models without edgelite metadata.")
-@click.option("--json", "as_json", is_flag=True, help="Print predictions as JSON.")
-def predict_command(model_path: Path, images: tuple[Path, ...], top_k: int, threads, labels, preprocess,
-                    as_json: bool) -> None:
+@click.option("--json", "fmt", flag_value="json", help="One JSON document at the end.")
+@click.option("--jsonl", "fmt", flag_value="jsonl", help="One JSON object per image, as results come.")
+@click.option("--csv", "fmt", flag_value="csv", help="One CSV row per image, as results come.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write the output to this file (atomically; the format follows .json/.jsonl/.csv).")
+def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, threads, batch_size: int, workers,
+                    labels, preprocess, fmt: Optional[str], out: Optional[Path]) -> None:
     """Classify images with a .tflite or .onnx artifact.
 
-    An edgelite artifact carries its labels, input size and preprocessing, so
-    no other flag is needed. Images that cannot be read are reported on stderr
-    and the exit code is 1; the others are still classified.
+    PATH is an image file, a folder (every image below it, recursively), or -
+    to read one path per line from stdin. Results stream as they come: a table,
+    or with --jsonl one JSON object per image ({"image", "predictions"} or
+    {"image", "error"}), or --csv. An edgelite artifact carries its labels,
+    input size and preprocessing, so no other flag is needed. Images that
+    cannot be read are reported and counted, the others are classified, and
+    the exit code is then 1.
 
     \b
     Example:
       edgelite predict artifacts/model_int8.tflite photo.jpg other.png --top-k 3
+      edgelite predict artifacts/model_int8.onnx photos/ --jsonl --out results.jsonl
+      find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
     """
     from edgelite.runtime import load
 
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
-    results, failures = [], []
-    for image in images:
-        try:
-            prepared = model.prepare(image)
-        except EdgeliteError as exc:
-            failures.append(str(exc))
-            continue
-        ranked = model.rank(model.class_scores(model.run(prepared.pixels[None])), top_k)[0]
-        results.append({"image": str(image), "notes": prepared.notes,
-                        "predictions": [{"label": p.label, "score": round(p.score, 6)} for p in ranked]})
+    fmt = fmt or (_SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out is not None else "table")
+    total = _count(paths)
+    show_progress = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
+    failed = done = 0
+    with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
+        writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
+        writer.start()
+        sources = expand_paths(paths, click.get_text_stream("stdin"))
+        for result in model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers):
+            done += 1
+            for message in result.notes:
+                note(message)
+            if not result.ok:
+                failed += 1
+                click.echo(f"error: {safe_text(result.error or '')}", err=True)
+            writer.write(result)
+            if bar is not None:
+                bar("predicting", done, total or 0)
+        writer.finish()
     for message in model.assumptions:
         note(message)
-    if as_json:
-        print_json({"model": str(model_path), "backend": model.backend_name, "results": results,
-                    "errors": failures})
-    else:
-        for result in results:
-            for message in result["notes"]:
-                note(message)
-        rows = [[r["image"]] + [f"{p['label']} {p['score']:.4f}" for p in r["predictions"]] for r in results]
-        if rows:
-            table(f"{model_path.name} ({model.backend_name})", ["image"] + [f"#{i + 1}" for i in range(top_k)],
-                  rows)
-    for message in failures:
-        click.echo(f"error: {message}", err=True)
-    if failures:
+    if failed:
+        if done > 1:
+            click.echo(f"error: {failed} of {done} images could not be read", err=True)
         raise click.exceptions.Exit(1)
 
 
@@ -88,7 +193,7 @@ def info_command(model_path: Path, as_json: bool) -> None:
     meta = info["metadata"]
     if meta:
         for key in ("precision", "labels", "input_height", "input_width", "channel_order", "input_scaling",
-                    "graph_scaling", "interpolation", "output_kind", "source_sha256", "edgelite_version"):
+                    "graph_scaling", "interpolation", "decode", "output_kind", "source_sha256", "edgelite_version"):
             value = ", ".join(meta[key]) if key == "labels" else meta[key]
             rows.append([key, value])
     else:

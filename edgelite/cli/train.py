@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from edgelite.cli.common import ProgressBar, print_json, table
-from edgelite.modes import Interpolation, MixedPrecision, choices
+from edgelite.modes import Decode, Interpolation, MixedPrecision, choices
 from edgelite.train.registry import ModelFamily, families
 
 
@@ -33,14 +33,14 @@ def _config_options(family: ModelFamily):
 def _family_command(family: ModelFamily) -> click.Command:
     names = [f.name for f in dataclasses.fields(family.config)]
 
-    def run(data: Path, out, epochs, batch_size, val_split, augment, interpolation, resume, mixed_precision,
+    def run(data: Path, out, epochs, batch_size, val_split, augment, interpolation, decode, resume, mixed_precision,
             xla, seed, sweep_spec, as_json, **config_values):
         from edgelite.train import TrainOptions, parse_augment, parse_sweep, sweep, train
 
         overrides = {k: v for k, v in config_values.items() if k in names and v is not None}
         options = TrainOptions(
             data=data, out=out or Path("runs") / family.name, epochs=epochs, batch_size=batch_size,
-            val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, resume=resume,
+            val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, decode=decode, resume=resume,
             mixed_precision=mixed_precision, xla=xla, seed=seed, verbose=1 if sys.stdout.isatty() else 0)
         log = lambda message: click.echo(message, err=True)  # noqa: E731
         with ProgressBar() as progress:
@@ -70,6 +70,8 @@ def _family_command(family: ModelFamily) -> click.Command:
                           "e.g. 'rotation=30,zoom=0.1,flip'."),
         click.option("--interpolation", default="bilinear", show_default=True,
                      type=click.Choice(choices(Interpolation))),
+        click.option("--decode", default="fast", show_default=True, type=click.Choice(choices(Decode)),
+                     help="JPEG decoding: fast (reduced DCT scale for photos much larger than the input) or exact."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."),
         click.option("--mixed-precision", default="auto", show_default=True,
                      type=click.Choice(choices(MixedPrecision)), help="auto: float16 compute on a GPU only."),

@@ -89,7 +89,8 @@ def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
     items = read_folder(folder, limit=limit)
     meta = source.metadata
     batches = []
-    for batch in pixel_batches([i.path for i in items], meta.input_height, meta.input_width, meta.interpolation):
+    for batch in pixel_batches([i.path for i in items], meta.input_height, meta.input_width, meta.interpolation,
+                               decode=meta.decode):
         batches.append(batch.astype(np.uint8))  # resized pixels are whole numbers: uint8 keeps them exactly
         progress(f"reading {what} images", sum(len(b) for b in batches), len(items))
     return np.concatenate(batches), [i.label for i in items]
@@ -198,7 +199,8 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
         raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
     progress("loading checkpoint", 0, 1)
     with quiet_native():
-        source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation)
+        source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation,
+                                 options.decode)
     report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
     images = _read_images(source, options, check_folder, report, progress)
     _write_artifacts(source, checkpoint, out, options, images, report, progress)

@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgelite.errors import OptionError
-from edgelite.modes import (Compat, Format, IntegerIO, Interpolation, Precision, Scaling, check_modes,
+from edgelite.modes import (Compat, Decode, Format, IntegerIO, Interpolation, Precision, Scaling, check_modes,
                             choices)
 
 # Calibration images for int8: a callable that returns (N, H, W, 3) float32 batches of raw pixels.
@@ -49,6 +49,8 @@ class ConvertOptions:
         preprocess: scaling the checkpoint expects outside its graph
             ("none", "rescale": x/255, "xception": x/127.5-1); put inside the artifact.
         interpolation: resize filter to record, when the checkpoint does not carry one.
+        decode: JPEG decoding to record and check with ("fast" or "exact"), when
+            the checkpoint does not carry one (default "fast").
         integer_io: input/output type of full-integer TFLite models.
         compat: an older runtime every TFLite artifact must load in
             ("tflite-runtime-2.14": dynamic-range Dense layers get per-tensor
@@ -65,6 +67,7 @@ class ConvertOptions:
     labels: Optional[tuple[str, ...]] = None
     preprocess: Optional[Scaling] = None
     interpolation: Optional[Interpolation] = None
+    decode: Optional[Decode] = None
     integer_io: IntegerIO = "uint8"
     compat: Optional[Compat] = None
     strict: bool = False

@@ -15,7 +15,7 @@ from typing import Any, Optional
 from edgelite import __version__
 from edgelite.errors import MissingLabelsError, ModelFileError, OptionError
 from edgelite.lazy import import_keras
-from edgelite.modes import Interpolation, OutputKind, Scaling
+from edgelite.modes import Decode, Interpolation, OutputKind, Scaling
 from edgelite.runtime.metadata import KERAS_SUFFIXES, ArtifactMetadata, read_checkpoint_metadata
 from edgelite.runtime.preprocess import scaling_factors
 
@@ -45,7 +45,7 @@ def sha256_of(path: Path) -> str:
 
 def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
                     preprocess: Optional[Scaling] = None,
-                    interpolation: Optional[Interpolation] = None) -> SourceModel:
+                    interpolation: Optional[Interpolation] = None, decode: Optional[Decode] = None) -> SourceModel:
     """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
 
     Raises:
@@ -89,6 +89,7 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
         input_scaling="none",
         graph_scaling=scaling if scaling != "none" else (stored.graph_scaling if stored else "none"),
         interpolation=interpolation or (stored.interpolation if stored else "bilinear"),
+        decode=decode or (stored.decode if stored else "fast"),
         output_kind=output_kind,
         precision="float32",
         source_sha256=sha256_of(path),

@@ -10,7 +10,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 
 from edgelite.errors import DatasetError
-from edgelite.modes import Interpolation
+from edgelite.modes import Decode, Interpolation
 from edgelite.runtime.preprocess import list_images, preprocess
 
 
@@ -46,8 +46,8 @@ def read_folder(folder: Path, limit: Optional[int] = None, seed: int = 0) -> lis
 
 
 def pixel_batches(paths: Sequence[Path], height: int, width: int, interpolation: Interpolation = "bilinear",
-                  batch_size: int = 32) -> Iterator[np.ndarray]:
+                  batch_size: int = 32, decode: Decode = "fast") -> Iterator[np.ndarray]:
     """Yield (N, height, width, 3) float32 batches of raw 0-255 pixels, through `preprocess`."""
     for start in range(0, len(paths), batch_size):
         chunk = paths[start:start + batch_size]
-        yield np.stack([preprocess(p, height, width, interpolation).pixels for p in chunk])
+        yield np.stack([preprocess(p, height, width, interpolation, decode).pixels for p in chunk])

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from edgelite.errors import EdgeliteError, ModelFileError
-from edgelite.modes import ChannelOrder, Interpolation, OutputKind, Precision, Scaling, check_modes
+from edgelite.modes import ChannelOrder, Decode, Interpolation, OutputKind, Precision, Scaling, check_modes
 
 METADATA_KEY = "edgelite"
 FORMAT_VERSION = 1
@@ -36,6 +36,9 @@ class ArtifactMetadata:
             when the graph scales by itself (every edgelite artifact).
         graph_scaling: the scaling built into the graph, for information.
         interpolation: resize filter used in training, reused on the device.
+        decode: how JPEGs were decoded in training and the parity check ("fast":
+            reduced DCT scale for large photos; "exact": every pixel), reused on
+            the device. Artifacts written before this field existed read as "exact".
         output_kind: what the output scores are.
         precision: weights/activations precision of this artifact.
         source_sha256: sha256 of the checkpoint the artifact came from.
@@ -49,6 +52,7 @@ class ArtifactMetadata:
     input_scaling: Scaling = "none"
     graph_scaling: Scaling = "none"
     interpolation: Interpolation = "bilinear"
+    decode: Decode = "fast"
     output_kind: OutputKind = "softmax"
     precision: Precision = "float32"
     source_sha256: str = ""
@@ -72,6 +76,7 @@ class ArtifactMetadata:
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in data.items() if k in known}
             values["labels"] = tuple(str(label) for label in values["labels"])
+            values.setdefault("decode", "exact")  # what every artifact before the field was made with
             return cls(**values)
         except (ValueError, KeyError, TypeError, AttributeError, EdgeliteError) as exc:
             raise ModelFileError(f"the artifact's edgelite metadata is unreadable ({exc})") from None

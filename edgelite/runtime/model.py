@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from edgelite.errors import ModelFileError, OptionError
-from edgelite.modes import Interpolation, OutputKind, Scaling, TFLiteInterpreter, check_mode
+from edgelite.errors import ImageError, ModelFileError, OptionError
+from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInterpreter, check_mode
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
+from edgelite.runtime.stream import chunks, read_ahead
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
 
 DEFAULT_SIZE = 224
+# predict_iter decodes up to this many batches ahead of the one the model runs.
+READ_AHEAD_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -28,15 +32,40 @@ class Prediction:
 
 
 class Predictions(list):
-    """The ranked `Prediction`s of one image (a list), with what preprocessing noted about it.
+    """The ranked `Prediction`s of one image (a list), with what happened to it.
 
     Attributes:
+        source: the image as given (a path), or what it was ("image bytes", "array").
         notes: conversions made to read the image (e.g. "CMYK image converted to RGB").
+        error: why the image could not be classified (then the list is empty), else None.
     """
 
-    def __init__(self, ranked: Iterable[Prediction] = (), notes: Sequence[str] = ()):
+    def __init__(self, ranked: Iterable[Prediction] = (), notes: Sequence[str] = (), source: str = "",
+                 error: Optional[str] = None):
         super().__init__(ranked)
         self.notes: tuple[str, ...] = tuple(notes)
+        self.source = source
+        self.error = error
+
+    @property
+    def ok(self) -> bool:
+        """True when the image was classified."""
+        return self.error is None
+
+    def to_dict(self, digits: int = 6) -> dict:
+        """`{"image", "predictions": [{"label", "score"}...], "notes"}`, or `{"image", "error"}`."""
+        if self.error is not None:
+            return {"image": self.source, "error": self.error}
+        return {"image": self.source, "predictions": [{"label": p.label, "score": round(p.score, digits)}
+                                                      for p in self], "notes": list(self.notes)}
+
+
+def _source_name(source: ImageSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "image bytes"
+    return "array" if isinstance(source, np.ndarray) else type(source).__name__
 
 
 class Model:
@@ -48,7 +77,7 @@ class Model:
 
     def __init__(self, path: Path, backend, metadata: Optional[ArtifactMetadata],
                  tflite: Optional[TFLiteFile] = None, labels: Optional[Sequence[str]] = None,
-                 scaling: Optional[Scaling] = None):
+                 scaling: Optional[Scaling] = None, decode: Optional[Decode] = None):
         self.path = path
         self.backend = backend
         self.metadata = metadata
@@ -59,6 +88,7 @@ class Model:
         self._channels_first = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
         self.height, self.width = self._input_size()
         self.interpolation: Interpolation = metadata.interpolation if metadata else "bilinear"
+        self.decode: Decode = check_mode(Decode, decode) if decode else metadata.decode if metadata else "fast"
         self.input_scaling: Scaling = self._input_scaling(scaling)
         self.output_kind: Optional[OutputKind] = metadata.output_kind if metadata else None
         self.labels = self._labels(labels)
@@ -101,7 +131,7 @@ class Model:
     # -- running --------------------------------------------------------------
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode and resize one image the way this model was trained."""
-        return preprocess(source, self.height, self.width, self.interpolation)
+        return preprocess(source, self.height, self.width, self.interpolation, self.decode)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output."""
@@ -152,17 +182,70 @@ class Model:
         return kind
 
     def predict(self, source: ImageSource, top_k: int = 5) -> Predictions:
-        """Ranked (label, score) for one image: a path, a PIL image or an HxWx3 array.
+        """Ranked (label, score) for one image: a path, encoded bytes, a PIL image or an HxWx3 array.
 
         The result is a list of `Prediction`; its `notes` say how the image was read.
-        """
-        return self.predict_batch([source], top_k)[0]
 
-    def predict_batch(self, sources: Iterable[ImageSource], top_k: int = 5) -> list[Predictions]:
-        """Ranked predictions for several images, run as one batch."""
-        prepared = [self.prepare(source) for source in sources]
-        ranked = self.rank(self.class_scores(self.run(np.stack([p.pixels for p in prepared]))), top_k)
-        return [Predictions(r, p.notes) for r, p in zip(ranked, prepared)]
+        Raises:
+            ImageError: the image cannot be read.
+        """
+        prepared = self.prepare(source)
+        ranked = self.rank(self.class_scores(self.run(prepared.pixels[None])), top_k)[0]
+        return Predictions(ranked, prepared.notes, _source_name(source))
+
+    def predict_batch(self, sources: Sequence[ImageSource], top_k: int = 5) -> list[Predictions]:
+        """Ranked predictions for several images, run as one batch.
+
+        An image that cannot be read gets a `Predictions` with its `error`; the
+        others are still classified.
+
+        Raises:
+            OptionError: no images were given.
+        """
+        sources = list(sources)
+        if not sources:
+            raise OptionError("no images given to predict_batch")
+        return list(self.predict_iter(sources, top_k, batch_size=len(sources)))
+
+    def predict_iter(self, sources: Iterable[ImageSource], top_k: int = 5, batch_size: int = 8,
+                     workers: Optional[int] = None) -> Iterator[Predictions]:
+        """Predictions for a stream of images, in input order, decoding ahead while the model runs.
+
+        `workers` threads decode and resize the next images (Pillow releases
+        the GIL there) while the interpreter runs a batch of up to `batch_size`.
+        Memory stays bounded whatever the length of `sources`: at most
+        3 x `batch_size` images are read and not yet returned. An image that
+        cannot be read comes back as a `Predictions` with its `error`; the stream goes on.
+
+        Args:
+            sources: paths, encoded bytes, PIL images or arrays; read lazily.
+            top_k: classes per image.
+            batch_size: images per inference call.
+            workers: decoding threads (default: up to 4, one per CPU).
+        """
+        if top_k < 1:
+            raise OptionError(f"top-k must be at least 1, got {top_k}")
+        if batch_size < 1:
+            raise OptionError(f"batch size must be at least 1, got {batch_size}")
+        workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+        if workers < 1:
+            raise OptionError(f"workers must be at least 1, got {workers}")
+        decoded = read_ahead(self._prepare_or_error, sources, workers, depth=READ_AHEAD_BATCHES * batch_size)
+        for chunk in chunks(decoded, batch_size):
+            good = [prepared for _, prepared in chunk if isinstance(prepared, PreparedImage)]
+            ranked = iter(self.rank(self.class_scores(self.run(np.stack([p.pixels for p in good]))), top_k)
+                          if good else [])
+            for source, prepared in chunk:
+                if isinstance(prepared, PreparedImage):
+                    yield Predictions(next(ranked), prepared.notes, _source_name(source))
+                else:
+                    yield Predictions(source=_source_name(source), error=str(prepared))
+
+    def _prepare_or_error(self, source: ImageSource) -> Union[PreparedImage, ImageError]:
+        try:
+            return self.prepare(source)
+        except ImageError as exc:
+            return exc
 
     def rank(self, scores: np.ndarray, top_k: int) -> list[list[Prediction]]:
         """Top-k predictions of each row of class scores."""
@@ -186,7 +269,7 @@ class Model:
 
 def load(path: Union[str, Path], threads: Optional[int] = None,
          labels: Optional[Sequence[str]] = None, scaling: Optional[Scaling] = None,
-         interpreter: TFLiteInterpreter = "auto") -> Model:
+         interpreter: TFLiteInterpreter = "auto", decode: Optional[Decode] = None) -> Model:
     """Load a .tflite or .onnx artifact with the backend its file type calls for.
 
     Args:
@@ -196,6 +279,7 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         scaling: pixel scaling ("none", "rescale", "xception") for files without metadata.
         interpreter: for .tflite files, "auto" (ai-edge-litert, else tflite-runtime),
             or one of "litert", "tflite-runtime", "tf.lite" (TensorFlow's, only when named).
+        decode: "fast" or "exact" JPEG decoding, instead of what the metadata records.
 
     Raises:
         ModelFileError: the file is missing, of an unknown type, or corrupt.
@@ -213,10 +297,10 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         metadata = ArtifactMetadata.from_json(raw) if raw else None
         backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes,
                                 check_mode(TFLiteInterpreter, interpreter))
-        return Model(path, backend, metadata, tflite, labels, scaling)
+        return Model(path, backend, metadata, tflite, labels, scaling, decode)
     if suffix == ".onnx":
         backend = OnnxBackend(path, threads)
         raw = backend.custom_metadata.get(METADATA_KEY)
         metadata = ArtifactMetadata.from_json(raw) if raw else None
-        return Model(path, backend, metadata, None, labels, scaling)
+        return Model(path, backend, metadata, None, labels, scaling, decode)
     raise ModelFileError(f"{path.name}: unknown model type {suffix or '(no suffix)'}; expected .tflite or .onnx")

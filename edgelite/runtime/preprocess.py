@@ -8,23 +8,26 @@ model graph for edgelite artifacts (see `scale_pixels` for the other case).
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from edgelite.errors import ImageError
-from edgelite.modes import Interpolation, Scaling, check_mode
+from edgelite.modes import Decode, Interpolation, Scaling, check_mode
 
-ImageSource = Union[str, Path, Image.Image, np.ndarray]
+ImageSource = Union[str, Path, bytes, Image.Image, np.ndarray]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 # Pillow's own default bomb limit; we raise an error at it instead of warning.
 MAX_PIXELS = 89_478_485
+# Fast decode keeps a JPEG at least this many times the model input on each side before resizing.
+FAST_DECODE_MARGIN = 2
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
@@ -58,8 +61,8 @@ def scaling_factors(scaling: Scaling) -> tuple[float, float]:
     return _SCALING[check_mode(Scaling, scaling)]
 
 
-def load_image(source: str | Path | Image.Image) -> PreparedImage:
-    """Decode an image file (or take a PIL image) and return it as 8-bit RGB.
+def load_image(source: ImageSource) -> PreparedImage:
+    """Decode an image (a path, encoded bytes or a PIL image) and return it as 8-bit RGB, full size.
 
     Applies the EXIF orientation. Grayscale, palette, CMYK, alpha and 16-bit
     images are converted to RGB, and each conversion is recorded in `notes`.
@@ -67,53 +70,91 @@ def load_image(source: str | Path | Image.Image) -> PreparedImage:
     Raises:
         ImageError: the file is missing, not an image, truncated, or too large.
     """
+    if isinstance(source, np.ndarray):
+        return PreparedImage(_checked_array(source).astype(np.uint8))
+    image, notes = _decode(source, None)
+    return PreparedImage(np.asarray(image, dtype=np.uint8), notes)
+
+
+def _describe(source: ImageSource) -> str:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "image bytes"
+    if isinstance(source, Image.Image):
+        return "image"
+    return str(source)
+
+
+def _decode(source: ImageSource, draft: Optional[int]) -> tuple[Image.Image, list[str]]:
+    """Decode to an RGB PIL image in display orientation.
+
+    With `draft`, a JPEG is decoded at the largest DCT scale (1/2, 1/4, 1/8) that
+    keeps both sides at least `draft` pixels: libjpeg skips most of the work.
+    """
     if isinstance(source, Image.Image):
         return _to_rgb(source, "image")
-    path = Path(source)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        stream, name, shown = io.BytesIO(bytes(source)), "image bytes", "image bytes"
+    elif isinstance(source, (str, Path)):
+        path = Path(source)
+        if path.is_dir():
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file")
+        stream, name, shown = path, path.name, str(path)
+    else:
+        raise ImageError(f"cannot read an image from a {type(source).__name__}; "
+                         "pass a path, encoded bytes, a PIL image or an HxWx3 array")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(stream) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
-                    raise _bomb(path)
+                    raise _bomb(shown)
+                if draft is not None and image.format == "JPEG":
+                    image.draft(image.mode, (draft, draft))
                 image.load()
-                return _to_rgb(ImageOps.exif_transpose(image), path.name)
+                return _to_rgb(ImageOps.exif_transpose(image), name)
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read") from None
+        raise ImageError(f"{shown}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise _bomb(path) from None
+        raise _bomb(shown) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageError(f"{path}: truncated or corrupt image ({exc})") from None
+        raise ImageError(f"{shown}: truncated or corrupt image ({exc})") from None
 
 
-def _bomb(path: Path) -> ImageError:
-    return ImageError(f"{path}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first")
+def _bomb(shown: str) -> ImageError:
+    return ImageError(f"{shown}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first")
 
 
-def _to_rgb(image: Image.Image, name: str) -> PreparedImage:
+def _to_rgb(image: Image.Image, name: str) -> tuple[Image.Image, list[str]]:
     mode = image.mode
     if mode == "RGB":
-        return PreparedImage(np.asarray(image, dtype=np.uint8))
+        return image, []
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         wide = np.asarray(image, dtype=np.float64)
         gray = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
-        return PreparedImage(np.repeat(gray[..., None], 3, axis=2),
-                             [f"{name}: 16-bit grayscale scaled to 8-bit RGB"])
+        return Image.fromarray(gray).convert("RGB"), [f"{name}: 16-bit grayscale scaled to 8-bit RGB"]
     if mode == "F":
         raise ImageError(f"{name}: 32-bit float images are not supported; save it as 8-bit RGB")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         flat = Image.alpha_composite(background, image.convert("RGBA")).convert("RGB")
-        return PreparedImage(np.asarray(flat, dtype=np.uint8),
-                             [f"{name}: {mode} image, transparency composited over white"])
-    converted = image.convert("RGB")
+        return flat, [f"{name}: {mode} image, transparency composited over white"]
     what = {"L": "grayscale", "1": "1-bit", "P": "palette", "CMYK": "CMYK"}.get(mode, mode)
-    return PreparedImage(np.asarray(converted, dtype=np.uint8), [f"{name}: {what} image converted to RGB"])
+    return image.convert("RGB"), [f"{name}: {what} image converted to RGB"]
+
+
+def _checked_array(source: np.ndarray) -> np.ndarray:
+    if source.ndim != 3 or source.shape[2] != 3:
+        raise ImageError(f"expected an array of shape (height, width, 3), got {source.shape}")
+    if source.shape[0] < 1 or source.shape[1] < 1:
+        raise ImageError(f"expected an image of at least 1x1 pixels, got an array of shape {source.shape}")
+    if np.issubdtype(source.dtype, np.floating) and not np.isfinite(source).all():
+        raise ImageError("the pixel array holds NaN or infinite values")
+    return np.clip(source, 0, 255)
 
 
 def preprocess(
@@ -121,29 +162,34 @@ def preprocess(
     height: int,
     width: int,
     interpolation: Interpolation = "bilinear",
+    decode: Decode = "fast",
 ) -> PreparedImage:
-    """Turn an image file, PIL image or array into a float32 (height, width, 3) array of 0-255 RGB.
+    """Turn an image into a float32 (height, width, 3) array of raw 0-255 RGB.
 
-    An array is taken as RGB pixels in 0-255 (HxWx3); it is resized only if its
-    size differs. The caller's array is never modified.
+    `source` is a path, encoded image bytes, a PIL image, or an HxWx3 array of
+    RGB pixels in 0-255 (resized only if its size differs; never modified).
+
+    `decode="fast"` decodes a JPEG at the smallest DCT scale (1/2, 1/4 or 1/8)
+    that keeps both sides at least FAST_DECODE_MARGIN times the larger side of
+    the model input, then resizes with `interpolation`. A JPEG under 4x the
+    input and every other format decode exactly as with `decode="exact"`,
+    which always decodes every pixel first.
 
     Raises:
         ImageError: the image cannot be read or has the wrong shape.
     """
-    if isinstance(source, np.ndarray):
-        if source.ndim != 3 or source.shape[2] != 3:
-            raise ImageError(f"expected an array of shape (height, width, 3), got {source.shape}")
-        if source.shape[:2] == (height, width):
-            return PreparedImage(source.astype(np.float32, copy=True))
-        image = Image.fromarray(np.clip(source, 0, 255).astype(np.uint8))
-        prepared = PreparedImage(np.asarray(image))
-    else:
-        prepared = load_image(source)
+    check_mode(Decode, decode)
     resample = _RESAMPLE[check_mode(Interpolation, interpolation)]
-    rgb = Image.fromarray(prepared.pixels)
-    if rgb.size != (width, height):
-        rgb = rgb.resize((width, height), resample)
-    return PreparedImage(np.asarray(rgb, dtype=np.float32), prepared.notes)
+    if isinstance(source, np.ndarray):
+        pixels = _checked_array(source)
+        if pixels.shape[:2] == (height, width):
+            return PreparedImage(pixels.astype(np.float32, copy=True))
+        image, notes = Image.fromarray(pixels.astype(np.uint8)), []
+    else:
+        image, notes = _decode(source, FAST_DECODE_MARGIN * max(height, width) if decode == "fast" else None)
+    if image.size != (width, height):
+        image = image.resize((width, height), resample)
+    return PreparedImage(np.asarray(image, dtype=np.float32), notes)
 
 
 def list_images(folder: Path) -> list[Path]:

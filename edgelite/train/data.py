@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from edgelite.errors import DatasetError, EdgeliteError
-from edgelite.modes import Interpolation, Progress, no_progress
+from edgelite.modes import Decode, Interpolation, Progress, no_progress
 from edgelite.runtime.preprocess import IMAGE_SUFFIXES, preprocess
 
 
@@ -99,12 +99,12 @@ def find_splits(data: Path, val_split: Optional[float], seed: int = 0) -> tuple[
     return classes, train, val
 
 
-def _decode(pairs: list, size: int, interpolation: Interpolation, skipped: list[str], what: str,
+def _decode(pairs: list, size: int, interpolation: Interpolation, decode: Decode, skipped: list[str], what: str,
             progress: Progress) -> tuple[np.ndarray, np.ndarray]:
     images, labels = [], []
     for done, (path, label) in enumerate(pairs, 1):
         try:
-            images.append(preprocess(path, size, size, interpolation).pixels.astype(np.uint8))
+            images.append(preprocess(path, size, size, interpolation, decode).pixels.astype(np.uint8))
             labels.append(label)
         except EdgeliteError as exc:
             skipped.append(str(exc))
@@ -115,12 +115,13 @@ def _decode(pairs: list, size: int, interpolation: Interpolation, skipped: list[
 
 
 def load_dataset(data: Path, size: int, interpolation: Interpolation = "bilinear",
-                 val_split: Optional[float] = None, seed: int = 0, progress: Progress = no_progress) -> Dataset:
+                 val_split: Optional[float] = None, seed: int = 0, progress: Progress = no_progress,
+                 decode: Decode = "fast") -> Dataset:
     """Decode a dataset folder at `size`x`size`; unreadable files are skipped and listed."""
     classes, train, val = find_splits(data, val_split, seed)
     skipped: list[str] = []
-    train_x, train_y = _decode(train, size, interpolation, skipped, "training", progress)
-    val_x, val_y = _decode(val, size, interpolation, skipped, "validation", progress)
+    train_x, train_y = _decode(train, size, interpolation, decode, skipped, "training", progress)
+    val_x, val_y = _decode(val, size, interpolation, decode, skipped, "validation", progress)
     for i, name in enumerate(classes):
         if not (train_y == i).any():
             raise DatasetError(f"class {name} has no readable training images")

@@ -51,7 +51,8 @@ def sweep(family_name: str, parameter: str, values: Sequence[Any], options: Trai
     """Train a variant per value in options.out/<parameter>_<value>/, then table, plot and winner."""
     family = get_family(family_name)
     base = family.configure(**(overrides or {}))
-    dataset = load_dataset(options.data, base.size, options.interpolation, options.val_split, options.seed, progress)
+    dataset = load_dataset(options.data, base.size, options.interpolation, options.val_split, options.seed, progress,
+                           options.decode)
     results = []
     for value in values:
         log(f"--- {parameter} = {value}")

@@ -24,7 +24,7 @@ from edgelite import __version__
 from edgelite.atomic import atomic_path, write_bytes_atomic
 from edgelite.errors import OptionError
 from edgelite.lazy import import_keras
-from edgelite.modes import Interpolation, MixedPrecision, Progress, check_modes, no_progress
+from edgelite.modes import Decode, Interpolation, MixedPrecision, Progress, check_modes, no_progress
 from edgelite.runtime.metadata import ArtifactMetadata, checkpoint_entries
 from edgelite.train.augment import AugmentConfig, augmentation_layers
 from edgelite.train.data import Dataset, load_dataset
@@ -51,6 +51,7 @@ class TrainOptions:
         val_split: fraction held out when `data` has no validation/ folder.
         augment: random transforms for training batches.
         interpolation: resize filter, recorded in the checkpoint for the device.
+        decode: JPEG decoding ("fast": reduced DCT scale for large photos), recorded likewise.
         resume: continue the run in `out` from its last completed epoch.
         mixed_precision: auto (on with a GPU), on or off.
         xla: compile the train step with XLA.
@@ -65,6 +66,7 @@ class TrainOptions:
     val_split: Optional[float] = None
     augment: AugmentConfig = AugmentConfig()
     interpolation: Interpolation = "bilinear"
+    decode: Decode = "fast"
     resume: bool = False
     mixed_precision: MixedPrecision = "auto"
     xla: bool = False
@@ -289,14 +291,14 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
     hardware = select_hardware(options.mixed_precision)
     log(f"devices: {hardware.description}")
     data = dataset or load_dataset(options.data, config.size, options.interpolation, options.val_split,
-                                   options.seed, progress)
+                                   options.seed, progress, options.decode)
     log(f"data: {data.summary()}")
     for message in data.skipped:
         log(f"skipped: {message}")
     sigmoid = len(data.classes) == 2
     metadata = ArtifactMetadata(
         labels=data.classes, input_height=config.size, input_width=config.size, input_scaling="none",
-        graph_scaling=family.scaling, interpolation=options.interpolation,
+        graph_scaling=family.scaling, interpolation=options.interpolation, decode=options.decode,
         output_kind="sigmoid" if sigmoid else "softmax", precision="float32", edgelite_version=__version__)
     out.mkdir(parents=True, exist_ok=True)
     run = _Run(out, family.name, metadata, len(data.train_y), log)

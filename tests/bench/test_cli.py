@@ -60,3 +60,34 @@ def test_pick_with_no_room_keeps_the_reference_accuracy(bench_models, bench_data
     assert result.exit_code == 0, result.output
     pick = json.loads((tmp_path / "b.json").read_text())["pick"]
     assert pick["accuracy"] >= pick["reference_accuracy"] == pick["min_accuracy"]
+
+
+def test_end_to_end_rows_time_the_files_as_they_are(bench_models, bench_data, tmp_path):
+    from PIL import Image
+
+    from edgelite.bench.schema import END_TO_END_KEYS
+
+    big = tmp_path / "big"
+    (big / "red").mkdir(parents=True)
+    for i, source in enumerate(sorted((bench_data / "red").glob("*.jpg"))):
+        Image.open(source).resize((400, 300)).save(big / "red" / f"photo_{i}.jpg", quality=90)
+    result = bench(bench_models["tflite_int8"], bench_models["onnx_float32"], "--data", big, "--runs", 3,
+                   "--warmup", 0, "--end-to-end", "--json", tmp_path / "b.json", "--csv", tmp_path / "b.csv")
+    assert result.exit_code == 0, result.output
+    assert "e2e ms" in result.stdout and "folder img/s" in result.stdout
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert data["options"]["end_to_end"] is True
+    for row in data["rows"]:
+        assert set(END_TO_END_KEYS) <= set(row)
+        assert row["end_to_end_images"] == 4
+        assert row["source_megapixels"] == {"min": 0.12, "p50": 0.12, "max": 0.12}
+        assert row["end_to_end_ms"]["min"] <= row["end_to_end_ms"]["p50"] <= row["end_to_end_ms"]["max"]
+        assert row["folder_ips"] > 0 and row["folder_batch"] == 8
+    header = (tmp_path / "b.csv").read_text().splitlines()[0].split(",")
+    assert {"end_to_end_p50_ms", "source_mp_p50", "folder_ips"} <= set(header)
+
+
+def test_end_to_end_needs_data(bench_models):
+    result = bench(bench_models["tflite_int8"], "--end-to-end")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "error: --end-to-end needs real files: pass --data DIR"
