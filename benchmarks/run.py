@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from int8_study import convert_variants, study  # noqa: E402
+from photos import run_photos  # noqa: E402
 from prepare import DATASET, prepare  # noqa: E402
 from results import render, targets  # noqa: E402
 
@@ -110,6 +111,21 @@ def count_model_macs(checkpoint: Path) -> int:
     return int(done.stdout.strip().splitlines()[-1])
 
 
+def photos_stage(models: dict, args: argparse.Namespace) -> dict:
+    """The real-photos stage, stamped with its own machine reading (it may run apart from the rest)."""
+    from edgelite.bench.machine import machine_info
+
+    started = time.perf_counter()
+    machine = machine_info()
+    log("real photos: 12 MP set, decode, end to end, folders, memory")
+    photos = run_photos(models, DATASET, args.work, args.seconds, log)
+    photos["machine"] = machine
+    photos["machine"]["loadavg_end"] = list(os.getloadavg())
+    photos["created"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    photos["duration_min"] = (time.perf_counter() - started) / 60
+    return photos
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgelite-benchmarks"),
@@ -120,10 +136,19 @@ def main() -> None:
     parser.add_argument("--skip-study", action="store_true", help="Leave out the int8 study.")
     parser.add_argument("--render-only", action="store_true",
                         help="Rewrite RESULTS.md from the results.json of the last run, measuring nothing.")
+    parser.add_argument("--only-photos", action="store_true",
+                        help="Run only the real-photos stage and put it into the last run's results.json.")
     args = parser.parse_args()
     if args.render_only:
         results = json.loads((HERE / "results.json").read_text())
         write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
+        return
+    if args.only_photos:
+        results = json.loads((HERE / "results.json").read_text())
+        results["photos"] = photos_stage(prepare(args.work, log), args)
+        write_bytes_atomic(HERE / "results.json", (json.dumps(results, indent=1, default=str) + "\n").encode())
+        write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
+        log("done: benchmarks/RESULTS.md")
         return
     threads = tuple(int(t) for t in args.threads.split(","))
     started = time.perf_counter()
@@ -158,6 +183,7 @@ def main() -> None:
         variants.update(convert_variants(models["xception"]["checkpoint"], DATASET / "train",
                                          args.work / "int8-variants", log))
         results["int8_study"] = study(variants, threads, max(2.0, args.seconds / 2), log)
+    results["photos"] = photos_stage(models, args)
     peaks_after = {t: peak_gflops(t) for t in threads}
     results["peak_gflops"] = {"size": peaks[threads[0]]["matmul_size"],
                               "by_threads": {t: max(peaks[t]["gflops"], peaks_after[t]["gflops"]) for t in threads},

@@ -57,9 +57,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from edgelite.cli import bench, convert, demo, predict, train
+    from edgelite.cli import bench, convert, demo, evaluate, predict, train
 
-    for module in (convert, predict, train, bench, demo):
+    for module in (convert, predict, train, evaluate, bench, demo):
         for command in module.COMMANDS:
             cli.add_command(command)
 

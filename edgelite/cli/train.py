@@ -40,7 +40,8 @@ def _family_command(family: ModelFamily) -> click.Command:
         overrides = {k: v for k, v in config_values.items() if k in names and v is not None}
         options = TrainOptions(
             data=data, out=out or Path("runs") / family.name, epochs=epochs, batch_size=batch_size,
-            val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, decode=decode, resume=resume,
+            val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, decode=decode,
+            resume=resume,
             mixed_precision=mixed_precision, xla=xla, seed=seed, verbose=1 if sys.stdout.isatty() else 0)
         log = lambda message: click.echo(message, err=True)  # noqa: E731
         with ProgressBar() as progress:

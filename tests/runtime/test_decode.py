@@ -1,4 +1,7 @@
-"""Fast (reduced DCT scale) and exact decoding: same orientation, size and colours; identical where fast does not apply."""
+"""Fast (reduced DCT scale) and exact decoding agree on orientation, size and colours.
+
+Where fast decoding does not apply (small JPEGs, other formats) the two are identical.
+"""
 
 import io
 
@@ -27,9 +30,10 @@ def quadrants(width: int, height: int) -> Image.Image:
 def quadrant_means(pixels: np.ndarray) -> np.ndarray:
     h, w = pixels.shape[0] // 2, pixels.shape[1] // 2
     # Means of the inner halves of each quadrant, away from the edges resizing blurs.
-    q = [pixels[h // 4:h * 3 // 4, w // 4:w * 3 // 4], pixels[h // 4:h * 3 // 4, w + w // 4:w + w * 3 // 4],
-         pixels[h + h // 4:h + h * 3 // 4, w + w // 4:w + w * 3 // 4], pixels[h + h // 4:h + h * 3 // 4, w // 4:w * 3 // 4]]
-    return np.array([part.reshape(-1, 3).mean(axis=0) for part in q])
+    rows = (slice(h // 4, h * 3 // 4), slice(h + h // 4, h + h * 3 // 4))
+    cols = (slice(w // 4, w * 3 // 4), slice(w + w // 4, w + w * 3 // 4))
+    quarters = [pixels[rows[0], cols[0]], pixels[rows[0], cols[1]], pixels[rows[1], cols[1]], pixels[rows[1], cols[0]]]
+    return np.array([part.reshape(-1, 3).mean(axis=0) for part in quarters])
 
 
 def _jpeg(tmp_path, image, name, **options):

@@ -35,7 +35,8 @@ def test_info_shows_the_minimum_runtime(artifacts):
 
 
 def _pretend_tflite_runtime(monkeypatch, factory):
-    monkeypatch.setattr(backends, "_import_tflite_interpreter", lambda choice="auto": (factory, "tflite-runtime", "2.14.0"))
+    monkeypatch.setattr(backends, "_import_tflite_interpreter",
+                        lambda choice="auto": (factory, "tflite-runtime", "2.14.0"))
 
 
 def test_old_tflite_runtime_is_told_which_op_and_what_to_install(artifacts, monkeypatch):

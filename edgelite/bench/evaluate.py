@@ -1,0 +1,233 @@
+"""`evaluate`: how good a model is per class, for a Keras checkpoint and each artifact alike.
+
+    from edgelite.bench.evaluate import EvaluateOptions, evaluate
+    result = evaluate(Path("model_int8.tflite"), Path("data/validation"), EvaluateOptions(top_k=3))
+    result.accuracy, result.per_class, result.confusion
+
+Images go through `predict_iter` (artifacts) or the same preprocessing and a
+Keras model (checkpoints): accuracy, top-k accuracy, per-class precision,
+recall, F1 and support, the confusion matrix, and the most confident mistakes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from edgelite.errors import DatasetError, OptionError
+from edgelite.modes import Progress, no_progress
+from edgelite.runtime.folder import read_folder
+from edgelite.runtime.metadata import KERAS_SUFFIXES
+from edgelite.runtime.model import Prediction, Predictions
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """How `evaluate` runs.
+
+    Attributes:
+        top_k: k of the top-k accuracy.
+        mistakes: how many of the most confident mistakes to list.
+        threads: interpreter threads (None: the backend's default).
+        batch_size: images per inference call.
+        limit: at most this many images (a seeded sample).
+    """
+
+    top_k: int = 5
+    mistakes: int = 10
+    threads: Optional[int] = None
+    batch_size: int = 32
+    limit: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "batch_size"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.mistakes < 0:
+            raise OptionError(f"mistakes cannot be negative, got {self.mistakes}")
+        if self.limit is not None and self.limit < 1:
+            raise OptionError(f"--limit must be at least 1, got {self.limit}")
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """Precision, recall and F1 of one class over the evaluated images (0.0 where undefined)."""
+
+    name: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class Evaluation:
+    """Everything `evaluate` found; `to_dict` is the --json output."""
+
+    model: str
+    data: str
+    classes: tuple[str, ...]
+    images: int
+    accuracy: float
+    top_k: int
+    top_k_accuracy: float
+    per_class: list[ClassScore]
+    confusion: list[list[int]]
+    mistakes: list[dict[str, Any]]
+    unreadable: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["classes"] = list(self.classes)
+        return data
+
+
+def evaluate(model_path: Path, data: Path, options: EvaluateOptions = EvaluateOptions(),
+             progress: Progress = no_progress) -> Evaluation:
+    """Evaluate a .tflite, .onnx or Keras checkpoint on a folder of class folders.
+
+    Raises:
+        DatasetError: the folder has no class folders, or a class folder the model does not know.
+        EdgeliteError: the model cannot be loaded.
+    """
+    model_path, data = Path(model_path), Path(data)
+    items = [item for item in read_folder(data, options.limit) if item.label is not None]
+    if not items:
+        raise DatasetError(f"{data}: no class folders; expected {data}/<class>/<image files>")
+    classifier = _load(model_path, options.threads)
+    labels = tuple(classifier.labels)
+    _check_classes(labels, {item.label for item in items if item.label}, data)
+    index = {name: i for i, name in enumerate(labels)}
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    in_top_k = 0
+    mistakes, unreadable = [], []
+    results = classifier.predict_iter([item.path for item in items], options.top_k, options.batch_size)
+    for done, (item, result) in enumerate(zip(items, results), 1):
+        progress("evaluating", done, len(items))
+        if not result.ok:
+            unreadable.append(result.error or str(item.path))
+            continue
+        truth, top = index[item.label or ""], result[0]
+        confusion[truth, top.index] += 1
+        in_top_k += int(any(p.index == truth for p in result))
+        if top.index != truth:
+            mistakes.append({"image": str(item.path), "true": item.label, "predicted": top.label,
+                             "score": top.score})
+    images = int(confusion.sum())
+    if images == 0:
+        raise DatasetError(f"{data}: none of the {len(items)} images could be read")
+    mistakes.sort(key=lambda m: -m["score"])
+    return Evaluation(str(model_path), str(data), labels, images, float(np.trace(confusion) / images),
+                      options.top_k, in_top_k / images, class_scores(confusion, labels), confusion.tolist(),
+                      mistakes[:options.mistakes], unreadable)
+
+
+def class_scores(confusion: np.ndarray, labels: Sequence[str]) -> list[ClassScore]:
+    """Per-class precision, recall, F1 and support of a confusion matrix (rows: truth, columns: predicted)."""
+    scores = []
+    for i, name in enumerate(labels):
+        hit, predicted, support = int(confusion[i, i]), int(confusion[:, i].sum()), int(confusion[i].sum())
+        precision = hit / predicted if predicted else 0.0
+        recall = hit / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores.append(ClassScore(name, precision, recall, f1, support))
+    return scores
+
+
+def _check_classes(labels: tuple[str, ...], folders: set[str], data: Path) -> None:
+    unknown = sorted(folders - set(labels))
+    if unknown:
+        raise DatasetError(f"{data}: class folders {unknown} are not classes of the model; the model has "
+                           f"{list(labels)}, the folder has {sorted(folders)}")
+
+
+def _load(path: Path, threads: Optional[int]):
+    if path.suffix.lower() in KERAS_SUFFIXES or path.is_dir():
+        return KerasClassifier(path)
+    from edgelite.runtime import load
+
+    return load(path, threads=threads)
+
+
+class KerasClassifier:
+    """A Keras checkpoint with the runtime's `predict_iter`: same preprocessing, TensorFlow inference."""
+
+    def __init__(self, path: Path):
+        from edgelite.convert.source import load_checkpoint
+        from edgelite.lazy import quiet_native
+
+        with quiet_native():
+            self.source = load_checkpoint(path)
+        self.labels = self.source.metadata.labels
+
+    def predict_iter(self, sources: Iterable[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Predictions]:
+        from edgelite.errors import ImageError
+        from edgelite.runtime.preprocess import preprocess
+        from edgelite.runtime.stream import chunks, read_ahead
+
+        meta = self.source.metadata
+
+        def prepare(path: Path):
+            try:
+                return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode)
+            except ImageError as exc:
+                return exc
+
+        for chunk in chunks(read_ahead(prepare, sources, workers=2, depth=2 * batch_size), batch_size):
+            good = [p.pixels for _, p in chunk if not isinstance(p, ImageError)]
+            scores = iter(self._scores(np.stack(good)) if good else [])
+            for source, prepared in chunk:
+                if isinstance(prepared, ImageError):
+                    yield Predictions(source=str(source), error=str(prepared))
+                    continue
+                row = next(scores)
+                order = np.argsort(-row, kind="stable")[:top_k]
+                yield Predictions([Prediction(self.labels[i], float(row[i]), int(i)) for i in order],
+                                  prepared.notes, str(source))
+
+    def _scores(self, pixels: np.ndarray) -> np.ndarray:
+        raw = np.asarray(self.source.model(pixels, training=False), dtype=np.float32).reshape(len(pixels), -1)
+        if raw.shape[1] == 1:  # one sigmoid unit: (negative, positive)
+            return np.concatenate([1.0 - raw, raw], axis=1)
+        if self.source.metadata.output_kind == "logits":
+            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+            return shifted / shifted.sum(axis=1, keepdims=True)
+        return raw
+
+
+def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
+    """The confusion matrix as a PNG (rows: true class, columns: predicted), written atomically."""
+    try:
+        import matplotlib
+    except ImportError:
+        from edgelite.errors import missing_dependency
+
+        raise missing_dependency("matplotlib", "bench") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgelite.atomic import atomic_path
+
+    matrix = np.asarray(evaluation.confusion)
+    size = max(4.0, 0.6 * len(evaluation.classes) + 2)
+    figure, axis = plt.subplots(figsize=(size + 1, size))
+    shown = axis.imshow(matrix, cmap="Blues")
+    figure.colorbar(shown, ax=axis, fraction=0.046)
+    ticks = range(len(evaluation.classes))
+    axis.set_xticks(ticks, evaluation.classes, rotation=45, ha="right")
+    axis.set_yticks(ticks, evaluation.classes)
+    for (row, col), count in np.ndenumerate(matrix):
+        if count:
+            axis.text(col, row, str(count), ha="center", va="center",
+                      color="white" if count > matrix.max() / 2 else "black", fontsize=8)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(f"{Path(evaluation.model).name}: accuracy {evaluation.accuracy:.1%} on {evaluation.images} images")
+    figure.tight_layout()
+    with atomic_path(Path(path)) as temp:
+        figure.savefig(temp, format="png", dpi=110)
+    plt.close(figure)
+    return Path(path)
