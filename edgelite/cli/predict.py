@@ -11,7 +11,8 @@ from typing import IO, Iterator, Optional
 
 import click
 
-from edgelite.cli.common import ProgressBar, human_size, note, parse_labels, print_json, safe_text, table
+from edgelite.cli.common import ProgressBar, human_size, json_line, note, parse_labels, print_json, safe_text, table
+from edgelite.errors import DatasetError
 from edgelite.modes import Scaling, choices
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -59,7 +60,7 @@ class _Writer:
                               + ["error"])
         elif self.fmt == "table":
             header = f"{'image':<{IMAGE_COLUMN}}  " + "  ".join(f"{'#' + str(i + 1):<24}" for i in range(self.top_k))
-            self.out.write(f"{self.model_name} ({self.backend})\n{header.rstrip()}\n")
+            self.out.write(f"{safe_text(self.model_name)} ({safe_text(self.backend)})\n{header.rstrip()}\n")
 
     def write(self, result) -> None:
         if self.fmt == "json":
@@ -69,10 +70,11 @@ class _Writer:
                 self.errors.append(result.error)
             return
         if self.fmt == "jsonl":
-            self.out.write(json.dumps(_spec_dict(result), ensure_ascii=False) + "\n")
-        elif self.csv is not None:
-            cells = [cell for p in result for cell in (p.label, f"{p.score:.6f}")]
-            self.csv.writerow([result.source] + cells + [""] * (2 * self.top_k - len(cells)) + [result.error or ""])
+            self.out.write(json_line(_spec_dict(result)) + "\n")
+        elif self.csv is not None:  # CSV cannot escape: text from files is made terminal-safe, like the table
+            cells = [cell for p in result for cell in (safe_text(p.label), f"{p.score:.6f}")]
+            self.csv.writerow([safe_text(result.source)] + cells + [""] * (2 * self.top_k - len(cells))
+                              + [safe_text(result.error or "")])
         elif result.ok:
             name = safe_text(result.source)
             name = name if len(name) <= IMAGE_COLUMN else "..." + name[-(IMAGE_COLUMN - 3):]
@@ -140,10 +142,14 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
       find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
     """
     from edgelite.runtime import load
+    from edgelite.runtime.preprocess import IMAGE_SUFFIXES
 
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
     fmt = fmt or (_SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out is not None else "table")
     total = _count(paths)
+    if total == 0:
+        raise DatasetError(f"no images found in {', '.join(paths)} "
+                           f"(looked for {', '.join(IMAGE_SUFFIXES)})")
     show_progress = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
     failed = done = 0
     with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:

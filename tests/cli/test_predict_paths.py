@@ -87,3 +87,11 @@ def test_the_table_streams_one_row_per_image(artifacts, folder):
     lines = result.stdout.splitlines()
     assert lines[1].split() == ["image", "#1", "#2", "#3"]
     assert len(lines) == 2 + 3 and all(" red " in f"{line} " for line in lines[2:])
+
+
+def test_a_folder_without_images_is_an_error(artifacts, tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no pictures here")
+    result = run("predict", artifact(artifacts, "tflite", "int8"), tmp_path / "empty")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: no images found in {tmp_path / 'empty'} (looked for .jpg, .jpeg")
