@@ -205,6 +205,9 @@ def render(results: dict[str, Any], command: str, int8_text: str) -> str:
     if results.get("photos"):
         parts.append("## Real photos: fast decode, end to end, folders (issue 9)")
         parts.append(photos_section(results["photos"]))
+    if results.get("serve"):
+        parts.append("## `edgelite serve` under load (issue 11)")
+        parts.append(serve_section(results["serve"]))
     if results.get("int8_study"):
         parts.append("## Why TFLite int8 is not faster than float32 here")
         parts.append(int8_text)
@@ -292,3 +295,37 @@ def photos_section(photos: dict[str, Any]) -> str:
                [_e2e_row(r) for r in x_rows + photos["scratch_end_to_end"]["rows"]]),
     ]
     return "\n".join(lines)
+
+
+def serve_section(serve: dict[str, Any]) -> str:
+    """The load runs of `benchmarks/load_serve.py`: throughput against bench, latency, errors, memory."""
+    machine = serve["machine"]
+    lines = [f"Measured {serve['created']} with `benchmarks/load_serve.py` (a bounded httpx asyncio client on "
+             "127.0.0.1 and a server it starts itself: 2,000 requests at concurrency 16, clothing-small "
+             "validation photos as JPEG uploads, 2 interpreter threads, max batch 8, max delay 5 ms) on "
+             f"{machine['cpu']}, load average {machine['loadavg'][0]:.2f} at the start. The client and the server "
+             "share the machine's 2 cores. `bench img/s` is `edgelite bench` inference-only throughput of the same "
+             "artifact and threads, measured in the same run; the server also decodes every upload and speaks HTTP.",
+             ""]
+    rows = []
+    for run in serve["runs"]:
+        if run.get("failed"):
+            rows.append([_file_name(run["artifact"]), "-", *["failed"] * 9])
+            continue
+        good = run["latency_good"]
+        rows.append([_file_name(run["artifact"]), f"{run['options']['bad_fraction']:.0%}",
+                     f"{run['good_answered']}/{run['good']}", f"{run['bad_refused_as_expected']}/{run['bad']}",
+                     run["errors"], f"{run['good_throughput_ips']:.1f}",
+                     f"{run['bench_throughput_ips']:.1f}" if run.get("bench_throughput_ips") else "-",
+                     f"{run['serve_over_bench']:.2f}x" if run.get("serve_over_bench") else "-",
+                     f"{good.get('p50', 0):.0f} / {good.get('p99', 0):.0f}",
+                     f"{run['rss_after_warmup_mb']:.0f} -> {run['rss_after_run_mb']:.0f} ({run['rss_ratio']:.2f}x)",
+                     run["restarts"]])
+    lines.append(_table(["artifact", "bad uploads", "good answered", "bad refused (4xx)", "errors",
+                         "served img/s", "bench img/s", "served / bench", "p50 / p99 ms", "server RSS MiB",
+                         "restarts"], rows))
+    return "\n".join(lines)
+
+
+def _file_name(path: str) -> str:
+    return path.rsplit("/", 1)[-1]

@@ -126,6 +126,27 @@ def photos_stage(models: dict, args: argparse.Namespace) -> dict:
     return photos
 
 
+SERVE_LOADS = (("scratch", "_int8.tflite", 0.0), ("scratch", "_int8.tflite", 0.1),
+               ("xception", "_int8.onnx", 0.0), ("xception", "_int8.onnx", 0.1))
+
+
+def serve_stage(models: dict, work: Path) -> dict:
+    """2,000 requests at concurrency 16 against `edgelite serve` (127.0.0.1), clean and with 10% bad uploads."""
+    from edgelite.bench.machine import machine_info
+
+    machine, runs = machine_info(), []
+    for family, suffix, bad in SERVE_LOADS:
+        artifact = next(p for p in models[family]["artifacts"] if p.name.endswith(suffix))
+        out = work / f"serve-{family}-{bad:g}.json"
+        log(f"serve load: {artifact.name}, bad fraction {bad:g}")
+        subprocess.run([sys.executable, str(HERE / "load_serve.py"), str(artifact), "--requests", "2000",
+                        "--concurrency", "16", "--threads", "2", "--bad-fraction", str(bad), "--json", str(out)],
+                       check=False, cwd=HERE.parent)
+        runs.append(json.loads(out.read_text()) if out.is_file() else {"artifact": str(artifact), "failed": True})
+    machine["loadavg_end"] = list(os.getloadavg())
+    return {"machine": machine, "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": runs}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgelite-benchmarks"),
@@ -138,14 +159,20 @@ def main() -> None:
                         help="Rewrite RESULTS.md from the results.json of the last run, measuring nothing.")
     parser.add_argument("--only-photos", action="store_true",
                         help="Run only the real-photos stage and put it into the last run's results.json.")
+    parser.add_argument("--only-serve", action="store_true",
+                        help="Run only the serve load stage and put it into the last run's results.json.")
     args = parser.parse_args()
     if args.render_only:
         results = json.loads((HERE / "results.json").read_text())
         write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
         return
-    if args.only_photos:
+    if args.only_photos or args.only_serve:
         results = json.loads((HERE / "results.json").read_text())
-        results["photos"] = photos_stage(prepare(args.work, log), args)
+        models = prepare(args.work, log)
+        if args.only_photos:
+            results["photos"] = photos_stage(models, args)
+        if args.only_serve:
+            results["serve"] = serve_stage(models, args.work)
         write_bytes_atomic(HERE / "results.json", (json.dumps(results, indent=1, default=str) + "\n").encode())
         write_bytes_atomic(HERE / "RESULTS.md", render(results, COMMAND, INT8_TEXT).encode())
         log("done: benchmarks/RESULTS.md")
@@ -184,6 +211,7 @@ def main() -> None:
                                          args.work / "int8-variants", log))
         results["int8_study"] = study(variants, threads, max(2.0, args.seconds / 2), log)
     results["photos"] = photos_stage(models, args)
+    results["serve"] = serve_stage(models, args.work)
     peaks_after = {t: peak_gflops(t) for t in threads}
     results["peak_gflops"] = {"size": peaks[threads[0]]["matmul_size"],
                               "by_threads": {t: max(peaks[t]["gflops"], peaks_after[t]["gflops"]) for t in threads},

@@ -3,6 +3,10 @@
 The CLI turns every `EdgeliteError` into one line on stderr and exit code 1.
 """
 
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
 
 class EdgeliteError(Exception):
     """Base class: a problem the user can fix, with a message that says how."""
@@ -18,6 +22,10 @@ class ModelFileError(EdgeliteError):
 
 class OptionError(EdgeliteError):
     """An option has a value edgelite does not know."""
+
+
+class OutputExistsError(OptionError):
+    """An output would replace a file that is already there; --force (force=True) allows it."""
 
 
 class MissingLabelsError(OptionError):
@@ -58,3 +66,19 @@ class ParityError(EdgeliteError):
 
 class PickError(EdgeliteError):
     """No measured artifact is accurate enough to be picked."""
+
+
+class RequestError(EdgeliteError):
+    """A request `edgelite serve` refuses: its HTTP status (4xx, or 503 when full) and what to send instead.
+
+    Attributes:
+        status: the HTTP status code of the answer.
+        reason: a short fixed name for metrics ("bad_image", "too_large", ...).
+        headers: extra response headers (e.g. Retry-After).
+    """
+
+    def __init__(self, status: int, reason: str, message: str, headers: Optional[Mapping[str, str]] = None):
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.headers = dict(headers or {})

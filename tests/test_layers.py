@@ -17,7 +17,8 @@ ALLOWED = {
     "convert": {"runtime"},
     "train": {"runtime"},
     "bench": {"convert", "runtime"},
-    "cli": {"runtime", "convert", "train", "bench"},
+    "serve": {"runtime"},
+    "cli": {"runtime", "convert", "train", "bench", "serve"},
     "__main__": {"cli"},
 }
 

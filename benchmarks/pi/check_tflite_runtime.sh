@@ -3,22 +3,26 @@
 # (numpy < 2), what edgelite says for those that do not, and whether
 # `edgelite convert --compat tflite-runtime-2.14` fixes them. x86_64.
 #
-#   usage: check_tflite_runtime.sh --host-python PY --artifacts DIR [--checkpoint FILE]
-#                                  [--calibration DIR] [--images DIR] [--limit N]
+#   usage: check_tflite_runtime.sh [--host-python PY] [--artifacts DIR [--checkpoint FILE]]
+#                                  [--calibration DIR] [--images DIR] [--limit N] [--epochs N]
 #                                  [--venv DIR] [--wheel FILE] [--root DIR] [--work DIR] [--report FILE]
 #
 #   --host-python  x86 Python with edgelite, ai-edge-litert and (for --compat) TensorFlow:
-#                  the LiteRT reference and the converter
-#   --artifacts    the .tflite files to test (edgelite demo's artifacts/ folder)
+#                  the LiteRT reference and the converter (default: the repository's .venv)
+#   --artifacts    the .tflite files to test (default: `edgelite demo --epochs N` in WORK/demo,
+#                  whose checkpoint is then the --checkpoint)
 #   --checkpoint   their Keras checkpoint: also convert it with --compat tflite-runtime-2.14
 #   --calibration  int8 calibration images for that conversion (default examples/clothing-mini/train)
 #   --images       images to predict (default examples/clothing-mini/validation); --limit N (default 50)
+#   --epochs       demo training epochs when no --artifacts (default 3)
 #   --venv         venv with tflite-runtime==2.14.0, numpy<2, pillow, click, rich and
-#                  edgelite --no-deps (default /var/tmp/edgelite-pi/venv-tflrt214; created if missing)
+#                  edgelite --no-deps (default WORK/venv-tflrt214; created if missing)
 #   --wheel        edgelite wheel to install there (default: built from this repository)
 #   --root         also run the check in this arm64 userland (build_userland.sh) under emulation:
 #                  tflite-runtime 2.14 aarch64 + numpy<2 + edgelite go to ROOT/opt/tflrt214
-#   --work         results go to WORK/results (default /var/tmp/edgelite-pi/run)
+#   --work         results go to WORK/results, and by default the venv, the demo, the
+#                  wheel and the download cache to WORK (default /var/tmp/edgelite-pi/run)
+#   EDGELITE_PI_CACHE  download cache for --root's aarch64 wheels (default WORK/cache)
 #   --report       Markdown report (default WORK/REPORT.md). check_arm64.sh runs this with
 #                  --keep-results --no-report and renders one report for both checks.
 set -euo pipefail
@@ -26,9 +30,9 @@ set -euo pipefail
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/benchmarks/pi
 HOST_PY="" ARTIFACT_DIR="" CHECKPOINT="" CALIBRATION=$REPO/examples/clothing-mini/train
-IMAGE_DIR=$REPO/examples/clothing-mini/validation LIMIT=50 VENV=/var/tmp/edgelite-pi/venv-tflrt214
+IMAGE_DIR=$REPO/examples/clothing-mini/validation LIMIT=50 VENV="" EPOCHS=3
 WHEEL="" ROOT="" WORK=/var/tmp/edgelite-pi/run REPORT="" KEEP=0 RENDER=1
-usage() { sed -n '2,25p' "$0" >&2; exit 2; }
+usage() { sed -n '2,29p' "$0" >&2; exit 2; }
 ORIG_ARGS=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,6 +42,7 @@ while [ $# -gt 0 ]; do
         --calibration) CALIBRATION=$(realpath "$2"); shift 2 ;;
         --images) IMAGE_DIR=$(realpath "$2"); shift 2 ;;
         --limit) LIMIT=$2; shift 2 ;;
+        --epochs) EPOCHS=$2; shift 2 ;;
         --venv) VENV=$2; shift 2 ;;
         --wheel) WHEEL=$(realpath "$2"); shift 2 ;;
         --root) ROOT=$(realpath "$2"); shift 2 ;;
@@ -49,13 +54,15 @@ while [ $# -gt 0 ]; do
         *) echo "check_tflite_runtime.sh: unknown argument $1" >&2; usage ;;
     esac
 done
-if [ -z "$HOST_PY" ] || [ -z "$ARTIFACT_DIR" ]; then usage; fi
+HOST_PY=${HOST_PY:-$REPO/.venv/bin/python}
 mkdir -p "$WORK"
 WORK=$(cd "$WORK" && pwd)
 RESULTS=$WORK/results
 REPORT=${REPORT:-$WORK/REPORT.md}
+VENV=${VENV:-$WORK/venv-tflrt214}
 # shellcheck source=common.sh
 . "$HERE/common.sh"
+[ -x "$HOST_PY" ] || die "no x86 Python with edgelite at $HOST_PY: pass --host-python PY"
 "$HOST_PY" -c "import edgelite, ai_edge_litert" 2>/dev/null \
     || die "$HOST_PY cannot import edgelite and ai_edge_litert (the LiteRT reference)"
 if [ "$KEEP" = 0 ]; then
@@ -65,6 +72,10 @@ if [ "$KEEP" = 0 ]; then
     record machine host "$(uname -srm), Debian $(cat /etc/debian_version)"
 fi
 mkdir -p "$RESULTS"
+if [ -z "$ARTIFACT_DIR" ]; then
+    run_demo "$HOST_PY" "$EPOCHS"  # sets ARTIFACT_DIR and CHECKPOINT
+    step "edgelite demo --epochs $EPOCHS (x86)"
+fi
 [ -s "$RESULTS/images.txt" ] || pick_images "$IMAGE_DIR" "$LIMIT"
 TFLRT_PY=$VENV/bin/python
 
@@ -93,7 +104,7 @@ if [ -n "$ROOT" ]; then
     GUEST_PY=$ROOT/usr/bin/python3.11-qemu
     [ -x "$GUEST_PY" ] || die "--root: no $GUEST_PY (run build_userland.sh first)"
     TARGET=$ROOT/opt/tflrt214
-    CACHE=${EDGELITE_PI_CACHE:-/var/cache/edgelite-pi}/wheels-tflrt214
+    CACHE=${EDGELITE_PI_CACHE:-$WORK/cache}/wheels-tflrt214
     REQS=(tflite-runtime==2.14.0 "numpy<2" pillow==13.0.0 click==8.5.1 rich==15.0.0)
     GUEST_PIP=("$GUEST_PY" -m pip --disable-pip-version-check --no-input --no-cache-dir)
     # --target: pip's conflict check still sees ROOT's dist-packages (numpy 2), hence --no-warn-conflicts

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Shared by check_arm64.sh and check_tflite_runtime.sh (sourced, not run).
-# Expects: REPO (the repository root), RESULTS (the folder the report is rendered from).
+# Expects: REPO (the repository root), RESULTS (the folder the report is rendered from),
+# WORK (the run's folder).
 
 die() { echo "$(basename "$0"): $*" >&2; exit 1; }
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -49,4 +50,18 @@ predict_json() {
             >"$out/$(basename "$artifact").json" 2>"$out/$(basename "$artifact").err" \
             || log "warning: predict failed for $(basename "$artifact"): $(tail -n1 "$out/$(basename "$artifact").err")"
     done
+}
+
+# run_demo PYTHON EPOCHS: `edgelite demo` on x86 in WORK/demo (trains the small CNN on
+# examples/clothing-mini and converts it to every artifact); sets ARTIFACT_DIR and CHECKPOINT
+run_demo() {
+    local python=$1 epochs=$2
+    log "edgelite demo --epochs $epochs (x86, trains and converts every artifact)"
+    rm -rf "$WORK/demo"
+    (cd "$WORK" && "$python" -m edgelite demo --data "$REPO/examples/clothing-mini" --epochs "$epochs" \
+        --out "$WORK/demo") >"$RESULTS/demo.log" 2>&1 \
+        || { tail -n 20 "$RESULTS/demo.log" >&2; die "edgelite demo failed"; }
+    ARTIFACT_DIR=$WORK/demo/artifacts
+    CHECKPOINT=$WORK/demo/run/$("$python" -c "import json, sys; print(json.load(open(sys.argv[1]))['source']['file'])" \
+        "$ARTIFACT_DIR/manifest.json")
 }

@@ -1,7 +1,7 @@
 """Helpers for check_arm64.sh and check_tflite_runtime.sh: scores, sizes, the report.
 
 usage: pi_check.py images DIR --limit N --out LIST
-       pi_check.py scores ARTIFACT_DIR --images LIST --out JSON [--formats tflite,onnx]
+       pi_check.py scores ARTIFACT_DIR... --images LIST --out JSON [--formats tflite,onnx]
        pi_check.py sizes [--site SITE] --wheels DIR --out JSON
        pi_check.py report RESULTS_DIR --out REPORT.md
 
@@ -68,9 +68,9 @@ def cmd_scores(args) -> None:
     from edgelite.runtime import load
 
     images = [Path(line) for line in Path(args.images).read_text().split()]
-    artifacts = list_artifacts(Path(args.artifacts), args.formats.split(","))
+    artifacts = [path for folder in args.artifacts for path in list_artifacts(Path(folder), args.formats.split(","))]
     if not artifacts:
-        die(f"{args.artifacts}: no {args.formats} artifacts")
+        die(f"{', '.join(args.artifacts)}: no {args.formats} artifacts")
     prepared = {}  # (height, width, interpolation) -> pixels per image: decode once per size
     rows = []
     for path in artifacts:
@@ -173,10 +173,10 @@ def compare_scores(ref: dict, other: dict) -> dict[str, dict]:
     return out
 
 
-def compare_predict(results: Path, name: str) -> tuple[int, int, float] | None:
+def compare_predict(results: Path, name: str, cpu: str) -> tuple[int, int, float] | None:
     """top-1 label agreement and max |diff| of the (6-decimal) top-1 score, CLI on arm64 vs x86."""
     x86 = load_json(results / "predict-x86" / f"{name}.json")
-    arm = load_json(results / "predict-arm64" / f"{name}.json")
+    arm = load_json(results / f"predict-arm64-{cpu}" / f"{name}.json")
     if not x86 or not arm:
         return None
     pairs = list(zip(x86["results"], arm["results"]))
@@ -189,14 +189,31 @@ def pct(same: int, total: int) -> str:
     return f"{same}/{total} ({100 * same / total:.0f}%)" if total else "-"
 
 
-def arm64_section(results: Path, run: dict) -> str:
-    x86, arm = load_json(results / "scores-x86.json"), load_json(results / "scores-arm64.json")
+# the emulated CPUs check_arm64.sh knows, and the board each stands for
+CPUS = {"cortex-a72": "Cortex-A72, Raspberry Pi 4", "cortex-a76": "Cortex-A76, Raspberry Pi 5"}
+CPU_NOTES = {
+    "cortex-a76": "The Cortex-A76 has the Armv8.2 dot-product instructions (`asimddp`, `sdot`/`udot`): "
+                  "qemu's cortex-a76 reports them in the guest's hardware capabilities and the guest's "
+                  "/proc/cpuinfo says so too, so XNNPACK (LiteRT) and MLAS (onnxruntime) pick their dot-product "
+                  "int8 kernels here, not the Cortex-A72's. The table checks that those kernels give the same "
+                  "answers as x86.",
+}
+
+
+def emulated_cpus(results: Path) -> list[str]:
+    """The CPUs with arm64 scores in `results`, in CPUS order."""
+    return [cpu for cpu in CPUS if (results / f"scores-arm64-{cpu}.json").is_file()]
+
+
+def arm64_section(results: Path, run: dict, cpu: str) -> str:
+    x86, arm = load_json(results / "scores-x86.json"), load_json(results / f"scores-arm64-{cpu}.json")
+    title = f"## arm64 (emulated {CPUS[cpu]}) vs x86\n\n"
     if not x86 or not arm:
-        return "## arm64 vs x86\n\nNot run (no scores-x86.json / scores-arm64.json).\n"
+        return title + f"Not run (no scores-x86.json / scores-arm64-{cpu}.json).\n"
     compared = compare_scores(x86, arm)
     rows, failed = [], []
     for name, c in compared.items():
-        cli = compare_predict(results, name)
+        cli = compare_predict(results, name, cpu)
         cli_text = pct(cli[0], cli[1]) if cli else "not run"
         if c["loaded"] and "images" in c:
             rows.append([f"`{name}`", c["images"], cli_text, pct(c["top1_same"], c["images"]),
@@ -206,15 +223,15 @@ def arm64_section(results: Path, run: dict) -> str:
         else:
             rows.append([f"`{name}`", 0, cli_text, "-", "-", "-", f"**no**: {c['error']}", "-"])
             failed.append(name)
-    verdict = (f"**All {len(rows)} artifacts: the same top-1 class on arm64 as on x86 for every image.**"
-               if not failed else f"**Differences in: {', '.join(failed)}.**")
+    verdict = (f"**All {len(rows)} artifacts: the same top-1 class on emulated {CPUS[cpu].split(',')[0]} as on "
+               "x86 for every image.**" if not failed else f"**Differences in: {', '.join(failed)}.**")
     return (
-        "## arm64 (emulated) vs x86\n\n"
-        f"Each artifact ran on the same {len(arm['images'])} images on both sides. Columns: "
+        title + (CPU_NOTES[cpu] + "\n\n" if cpu in CPU_NOTES else "")
+        + f"Each artifact ran on the same {len(arm['images'])} images on both sides. Columns: "
         "top-1 agreement of `edgelite predict --json` (the CLI, as a Pi user runs it) on arm64 vs x86; "
         "top-1 agreement and largest |score difference| over all class scores, from "
         "`edgelite.runtime.load(path)` + `run` + `class_scores` at full float32 precision; "
-        "the smallest gap between the best and second-best x86 score over the images (scores of this "
+        "the smallest gap between the best and second-best x86 score over the images (scores of the demo's "
         "briefly trained model are near uniform, so top-1 is a sensitive test; 0 means two classes had the "
         "same quantized score and the lower class index won, on both sides); whether the artifact loaded "
         "under emulation.\n\n"
@@ -223,14 +240,14 @@ def arm64_section(results: Path, run: dict) -> str:
         + f"\n{verdict}\n")
 
 
-def bench_section(results: Path) -> str:
+def bench_section(results: Path, cpu: str) -> str:
     head = ("## `edgelite bench` under emulation: NOT Raspberry Pi numbers\n\n"
             "qemu-user translates every aarch64 instruction on an x86 host that is shared with other work. "
             "These latencies say that `edgelite bench` works on arm64; they say nothing about the speed of a Pi "
             "4 or Pi 5 (emulation is one to two orders of magnitude slower than native) and must not be "
-            "quoted as Pi latency.\n\n")
-    error = results / "bench-arm64.err"
-    bench = load_json(results / "bench-arm64.json")
+            f"quoted as Pi latency. Measured under emulated {CPUS[cpu].split(',')[0]}.\n\n")
+    error = results / f"bench-arm64-{cpu}.err"
+    bench = load_json(results / f"bench-arm64-{cpu}.json")
     if bench is None:
         reason = error.read_text().strip().splitlines()[-1:] if error.is_file() else ["not run"]
         return head + f"Not measured: `{reason[0] if reason else 'no output'}`.\n"
@@ -382,7 +399,9 @@ def cmd_report(args) -> None:
     results = Path(args.results)
     run = read_tsv(results / "run.tsv")
     run["machine"], run["steps"] = read_tsv(results / "machine.tsv"), read_tsv(results / "steps.tsv")
-    x86, arm = load_json(results / "scores-x86.json"), load_json(results / "scores-arm64.json")
+    cpus = emulated_cpus(results)
+    x86 = load_json(results / "scores-x86.json")
+    arm = load_json(results / f"scores-arm64-{cpus[0]}.json") if cpus else None
     old = load_json(results / "scores-tflrt214.json")
     parts = ["# edgelite on arm64 (Raspberry Pi OS 64-bit) and on tflite-runtime 2.14\n",
              f"Written by `{run.get('command', 'benchmarks/pi/check_*.sh')}` on {run.get('date', '?')}; "
@@ -401,9 +420,12 @@ def cmd_report(args) -> None:
     parts.append(table(["", ""], rows))
     if run.get("artifacts_source"):
         parts.append(f"Artifacts: {run['artifacts_source']}. Images: {run.get('images_source', '?')}.\n")
+    for cpu in cpus:
+        parts.append(arm64_section(results, run, cpu))
+    for cpu in cpus:
+        if (results / f"bench-arm64-{cpu}.json").is_file() or (results / f"bench-arm64-{cpu}.err").is_file():
+            parts.append(bench_section(results, cpu))
     if arm:
-        parts.append(arm64_section(results, run))
-        parts.append(bench_section(results))
         parts.append(sizes_section(results))
     parts.append(tflite_runtime_section(results))
     if run.get("steps"):
@@ -422,7 +444,7 @@ def main() -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_images)
     p = sub.add_parser("scores", help="full-precision class scores of every artifact (needs edgelite)")
-    p.add_argument("artifacts")
+    p.add_argument("artifacts", nargs="+", help="folders of artifacts")
     p.add_argument("--images", required=True, help="file with one image path per line")
     p.add_argument("--out", required=True)
     p.add_argument("--formats", default="tflite,onnx")

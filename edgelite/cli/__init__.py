@@ -31,8 +31,8 @@ class EdgeliteGroup(click.Group):
         except Exception as exc:  # the last guard: never show a user a traceback
             if _debug(ctx):
                 raise
-            click.echo(f"error: unexpected {type(exc).__name__}: {exc} (run 'edgelite --debug ...' for the trace)",
-                       err=True)
+            click.echo(f"error: unexpected {type(exc).__name__}: {safe_text(exc)} "
+                       "(run 'edgelite --debug ...' for the trace)", err=True)
             ctx.exit(1)
 
 
@@ -57,9 +57,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from edgelite.cli import bench, convert, demo, evaluate, predict, train
+    from edgelite.cli import bench, convert, demo, evaluate, predict, serve, train
 
-    for module in (convert, predict, train, evaluate, bench, demo):
+    for module in (convert, predict, train, evaluate, bench, demo, serve):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from edgelite.cli.common import ProgressBar, human_size, note, split_list, table
+from edgelite.cli.common import ProgressBar, human_size, note, safe_text, split_list, table
 from edgelite.errors import OptionError, PickError
 
 COLUMNS = ["model", "thr", "backend", "size", "load", "cold", "p50 ms", "p90 ms", "p99 ms", "img/s", "prep ms",
@@ -115,14 +115,14 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
             writer(report, path)
     if report.pick and report.pick.get("name"):
         p = report.pick
-        click.echo(f"pick: {p['name']} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "
+        click.echo(f"pick: {safe_text(p['name'])} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "
                    f"accuracy {p['accuracy']:.1%} (reference {p['reference_accuracy']:.1%}, "
                    f"budget {p['max_drop']:g} points)")
     if report.pick and report.pick.get("error"):
         raise PickError(report.pick["error"])
     if report.failed:
         for row in report.failed:
-            click.echo(f"error: {row['name']} x{row['threads']}: {row['error']}", err=True)
+            click.echo(f"error: {safe_text(row['name'])} x{row['threads']}: {safe_text(row['error'])}", err=True)
         click.echo(f"error: {len(report.failed)} of {len(report.rows)} rows failed", err=True)
         raise click.exceptions.Exit(1)
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import unicodedata
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 import click
 from rich.console import Console
@@ -65,14 +68,26 @@ def safe_text(value: object) -> str:
 
 
 def print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
+    click.echo(json.dumps(data, indent=2, default=str))  # ensure_ascii: every non-ASCII character escaped
+
+
+def json_line(data: Any) -> str:
+    """One line of JSON with non-ASCII text kept readable, but nothing a terminal would act on.
+
+    json.dumps escapes C0 controls only; DEL, C1 controls and bidirectional
+    overrides are escaped here too, so the line parses to the same data.
+    """
+    text = json.dumps(data, ensure_ascii=False, default=str)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() and ch not in _INVISIBLE else json.dumps(ch)[1:-1] for ch in text)
 
 
 def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a table of rows to stdout."""
     grid = Table(title=Text(safe_text(title)) if title else None, title_justify="left")
-    for column in columns:
-        grid.add_column(column, justify="left" if column in columns[:1] else "right")
+    for position, column in enumerate(columns):  # headers may be class names: Text, like the cells
+        grid.add_column(Text(safe_text(column)), justify="left" if position == 0 else "right")
     for row in rows:
         grid.add_row(*(Text(safe_text(cell)) for cell in row))  # Text: no markup interpretation
     stdout.print(grid)
@@ -107,6 +122,29 @@ def warn(message: str) -> None:
 
 def note(message: str) -> None:
     click.echo(f"note: {safe_text(message)}", err=True)
+
+
+@contextlib.contextmanager
+def interrupt_on_terminate() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block, so its cleanup runs as on Ctrl-C.
+
+    Their default action ends the process without running `finally` blocks,
+    which would leave a convert's staging folder behind.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {number: signal.signal(number, interrupt) for number in wanted}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 class ProgressBar:

@@ -7,8 +7,8 @@ from typing import cast
 
 import click
 
-from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, note, parity_rows, parse_labels, print_json,
-                                 split_list, table, warn)
+from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, interrupt_on_terminate, note, parity_rows,
+                                 parse_labels, print_json, split_list, table, warn)
 from edgelite.errors import ParityError
 from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Precision, Scaling, choices
 
@@ -41,23 +41,34 @@ from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Pre
 @click.option("--compat", type=click.Choice(choices(Compat)),
               help="Keep every TFLite artifact loadable by an older runtime (fails if one cannot be).")
 @click.option("--strict", is_flag=True, help="Exit 1 if an artifact misses its parity threshold.")
+@click.option("--force", is_flag=True,
+              help="Replace artifacts and manifest.json already in --out (without it, convert refuses to start).")
+@click.option("--explain-int8", "explain", is_flag=True,
+              help="Then run LiteRT's and onnxruntime's quantization debuggers on the calibration images and "
+                   "list the int8 layers with the largest error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
                     preprocess, interpolation, decode, integer_io, max_calibration_images: int,
-                    max_check_images: int, compat, strict: bool, as_json: bool) -> None:
+                    max_check_images: int, compat, strict: bool, force: bool, explain: bool,
+                    as_json: bool) -> None:
     """Convert a Keras checkpoint to TFLite and ONNX artifacts, each checked against it.
 
     CHECKPOINT is a .keras file, a Keras 2 .h5 file or a SavedModel folder.
     Every artifact is run on real images and compared with the Keras model;
     the table and out/manifest.json show size, max |diff| and top-1 agreement.
+    An artifact or manifest.json already in --out is never replaced silently:
+    convert refuses before any work unless --force is given. If convert fails
+    or is interrupted, only the files it created are removed.
 
     \b
     Example:
       edgelite convert model.keras --out artifacts --calibration data/validation
       edgelite convert course.h5 --out artifacts --preprocess xception \\
           --labels labels.txt --calibration data/validation --precision float32,int8
+      edgelite convert model.keras --out artifacts --calibration data/train --explain-int8
     """
     from edgelite.convert import ConvertOptions, convert
+    from edgelite.convert.explain import explain_int8
 
     options = ConvertOptions(  # ConvertOptions checks every mode; the CLI only splits the lists
         formats=cast(tuple[Format, ...], split_list(formats) or ()),
@@ -70,31 +81,47 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         decode=cast(Decode, decode),
         integer_io=cast(IntegerIO, integer_io),
         strict=strict,
+        force=force,
         max_calibration_images=max_calibration_images,
         max_check_images=max_check_images,
         compat=cast(Compat, compat),
     )
     failure = None
-    with ProgressBar() as progress:
+    with interrupt_on_terminate(), ProgressBar() as progress:
         try:
             report = convert(checkpoint, out, options, progress)
         except ParityError as exc:  # everything was written: show it, then fail
             if exc.report is None:
                 raise
             report, failure = exc.report, exc
+        explanation = explain_int8(checkpoint, options, progress=progress) if explain else None
     for message in report.warnings:
         warn(message)
     for message in report.notes:
         note(message)
     if as_json:
         print_json({"out": str(report.out), "artifacts": [a.to_dict() for a in report.artifacts],
-                    "warnings": report.warnings, "notes": report.notes})
+                    "warnings": report.warnings, "notes": report.notes,
+                    **({"explain_int8": explanation.to_dict()} if explanation else {})})
     else:
         images = report.artifacts[0].parity.images if report.artifacts else 0
         table(f"{checkpoint.name} -> {out}  (parity on {images} images from {report.check_folder})",
               PARITY_COLUMNS, parity_rows(report.artifacts))
+        if explanation:
+            _explanation_tables(explanation)
     if failure is not None:
         raise failure
+
+
+def _explanation_tables(explanation) -> None:
+    from edgelite.convert.explain import format_rows
+
+    last = {"tflite": "rmse/scale", "onnx": "vs float dB"}
+    for fmt in ("tflite", "onnx"):
+        worst = explanation.worst(fmt)
+        if worst:
+            table(f"int8 {fmt}: largest error first ({explanation.images} images)",
+                  ["layer", "op", "SQNR dB", last[fmt]], format_rows(worst))
 
 
 COMMANDS = [convert_command]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import ProgressBar, print_json, table
+from edgelite.cli.common import ProgressBar, print_json, table, warn
 
 
 @click.command("evaluate")
@@ -42,7 +42,7 @@ def evaluate_command(model_path: Path, data: Path, top_k: int, mistakes: int, th
     if plot_path is not None:
         plot_confusion(result, plot_path)
     for message in result.unreadable:
-        click.echo(f"warning: skipped {message}", err=True)
+        warn(f"skipped {message}")
     if as_json:
         print_json(result.to_dict())
         return

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import ProgressBar, print_json, table
+from edgelite.cli.common import ProgressBar, print_json, safe_text, split_list, table
 from edgelite.modes import Decode, Interpolation, MixedPrecision, choices
 from edgelite.train.registry import ModelFamily, families
 
@@ -33,17 +33,17 @@ def _config_options(family: ModelFamily):
 def _family_command(family: ModelFamily) -> click.Command:
     names = [f.name for f in dataclasses.fields(family.config)]
 
-    def run(data: Path, out, epochs, batch_size, val_split, augment, interpolation, decode, resume, mixed_precision,
-            xla, seed, sweep_spec, as_json, **config_values):
+    def run(data: Path, out, epochs, batch_size, val_split, augment, interpolation, decode, resume, force,
+            mixed_precision, xla, seed, sweep_spec, as_json, classes, cache, init_from, **config_values):
         from edgelite.train import TrainOptions, parse_augment, parse_sweep, sweep, train
 
         overrides = {k: v for k, v in config_values.items() if k in names and v is not None}
         options = TrainOptions(
             data=data, out=out or Path("runs") / family.name, epochs=epochs, batch_size=batch_size,
             val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, decode=decode,
-            resume=resume,
+            resume=resume, force=force, classes=split_list(classes), cache=cache, init_from=init_from,
             mixed_precision=mixed_precision, xla=xla, seed=seed, verbose=1 if sys.stdout.isatty() else 0)
-        log = lambda message: click.echo(message, err=True)  # noqa: E731
+        log = lambda message: click.echo(safe_text(message), err=True)  # noqa: E731 (class names are folder names)
         with ProgressBar() as progress:
             if sweep_spec:
                 parameter, values = parse_sweep(sweep_spec, family.configure(**overrides))
@@ -73,7 +73,18 @@ def _family_command(family: ModelFamily) -> click.Command:
                      type=click.Choice(choices(Interpolation))),
         click.option("--decode", default="fast", show_default=True, type=click.Choice(choices(Decode)),
                      help="JPEG decoding: fast (reduced DCT scale for photos much larger than the input) or exact."),
+        click.option("--classes", metavar="A,B,...",
+                     help="Train on these class folders only (at least two), e.g. pants,shoes [default: all]."),
+        click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
+                     help="Keep decoded images in this folder (uint8, memory-mapped) so later epochs, sweep "
+                          "variants and later runs do not decode them again; files that change are decoded anew."),
         click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."),
+        click.option("--force", is_flag=True,
+                     help="Start a new run in an --out that holds an earlier one, replacing its history.json and "
+                          "resume.keras (without it, such a folder is refused)."),
+        click.option("--init-from", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Start this new run from the weights of a checkpoint of the same family and classes "
+                          "(e.g. to train on with --augment course); history.json records it."),
         click.option("--mixed-precision", default="auto", show_default=True,
                      type=click.Choice(choices(MixedPrecision)), help="auto: float16 compute on a GPU only."),
         click.option("--xla", is_flag=True, help="Compile the train step with XLA."),
@@ -85,10 +96,13 @@ def _family_command(family: ModelFamily) -> click.Command:
     for decorator in reversed(common):
         command = decorator(command)
     example = (f"  edgelite train {family.name} --data data --epochs 10\n"
-               f"  edgelite train {family.name} --data data --sweep lr=0.0001,0.001,0.01,0.1")
+               f"  edgelite train {family.name} --data data --sweep lr=0.0001,0.001,0.01,0.1\n"
+               f"  edgelite train {family.name} --data data --init-from runs/{family.name}/"
+               f"{family.name}_10_0.800.keras --augment course --epochs 10 --out runs/{family.name}-augmented")
     help_text = f"Train the {family.summary}.\n\nThe best epoch by validation accuracy is saved as " \
                 f"<family>_<epoch>_<accuracy>.keras in the run folder, with its labels and preprocessing " \
-                f"inside, ready for 'edgelite convert'.\n\n\b\nExample:\n{example}"
+                f"inside, ready for 'edgelite convert'. A run folder that holds an earlier run is refused " \
+                f"unless --resume continues it or --force replaces it.\n\n\b\nExample:\n{example}"
     return click.command(family.name, help=help_text)(command)
 
 

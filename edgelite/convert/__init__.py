@@ -11,8 +11,11 @@ and writes `manifest.json`. TensorFlow is imported only when converting.
 from __future__ import annotations
 
 import json
+import os
+import re
+import secrets
 import shutil
-import tempfile
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -27,7 +30,7 @@ from edgelite.convert.options import (COMPAT_RUNTIMES, LAST_TFLITE_RUNTIME, MIN_
 from edgelite.convert.parity import Parity, check_parity, class_indices
 from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
 from edgelite.convert.tflite import export_tflite
-from edgelite.errors import ConversionError, OptionError, ParityError
+from edgelite.errors import ConversionError, DatasetError, ImageError, OptionError, OutputExistsError, ParityError
 from edgelite.lazy import quiet_native
 from edgelite.modes import Format, Precision, Progress, no_progress
 from edgelite.runtime.folder import pixel_batches, read_folder
@@ -37,6 +40,11 @@ from edgelite.runtime.tflite_format import read_tflite_file
 EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
 SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 MANIFEST = "manifest.json"
+# Staging folders are named .edgelite-staging-<host>-<pid>-<random>, so a later run can tell one left by a
+# killed convert (its process is gone) from one in use.
+STAGING_PREFIX = ".edgelite-staging-"
+# What tempfile.mkdtemp(prefix=".edgelite-") made before staging folders had the pid in their name.
+_OLD_STAGING = re.compile(r"\.edgelite-[a-z0-9_]{8}")
 
 
 @dataclass(frozen=True)
@@ -84,16 +92,24 @@ class _Images:
     truth: Optional[np.ndarray]
 
 
-def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str,
+def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str, report: ConvertReport,
                  progress: Progress) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Decode a folder's images; an unreadable one is skipped, counted in a warning."""
     items = read_folder(folder, limit=limit)
     meta = source.metadata
-    batches = []
+    batches: list[np.ndarray] = []
+    unreadable: dict[Path, ImageError] = {}
     for batch in pixel_batches([i.path for i in items], meta.input_height, meta.input_width, meta.interpolation,
-                               decode=meta.decode):
+                               decode=meta.decode, on_error=unreadable.__setitem__):
         batches.append(batch.astype(np.uint8))  # resized pixels are whole numbers: uint8 keeps them exactly
-        progress(f"reading {what} images", sum(len(b) for b in batches), len(items))
-    return np.concatenate(batches), [i.label for i in items]
+        progress(f"reading {what} images", sum(len(b) for b in batches) + len(unreadable), len(items))
+    if unreadable:
+        first = next(iter(unreadable.values()))
+        if not batches:
+            raise DatasetError(f"{folder}: none of its {len(items)} images could be read (first: {first})")
+        report.warnings.append(f"skipped {len(unreadable)} unreadable {what} image{'s' if len(unreadable) > 1 else ''}"
+                               f" of {len(items)} (first: {first})")
+    return np.concatenate(batches), [i.label for i in items if i.path not in unreadable]
 
 
 def _no_calibration() -> Iterable[np.ndarray]:
@@ -106,7 +122,7 @@ def _read_images(source: SourceModel, options: ConvertOptions, check_folder: Pat
     calibration: Calibration = _no_calibration
     if options.calibration is not None:
         calibration_pixels, _ = _load_pixels(options.calibration, options.max_calibration_images,
-                                             source, "calibration", progress)
+                                             source, "calibration", report, progress)
         if len(calibration_pixels) < MIN_CALIBRATION_IMAGES:
             report.warnings.append(
                 f"only {len(calibration_pixels)} calibration images (about {MIN_CALIBRATION_IMAGES} "
@@ -116,7 +132,8 @@ def _read_images(source: SourceModel, options: ConvertOptions, check_folder: Pat
             for start in range(0, len(calibration_pixels), 32):
                 yield calibration_pixels[start:start + 32].astype(np.float32)
 
-    check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", progress)
+    check_pixels, check_labels = _load_pixels(check_folder, options.max_check_images, source, "check", report,
+                                              progress)
     check_pixels = check_pixels.astype(np.float32)
     with quiet_native():
         reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
@@ -135,36 +152,123 @@ def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
     return minimum_runtime(codes)
 
 
+def _artifact_name(checkpoint: Path, fmt: Format, precision: Precision) -> str:
+    return f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
+
+
+def _check_out(checkpoint: Path, out: Path, options: ConvertOptions) -> None:
+    """Refuse, before any work, an --out that cannot be a folder or holds files this run would replace."""
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file; expected a folder (new or existing)")
+    existing = next((p for p in out.parents if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise OptionError(f"--out {out}: {existing} is a file, so no folder can be made under it")
+    if options.force:
+        return
+    for name in [_artifact_name(checkpoint, f, p) for f, p in options.targets()] + [MANIFEST]:
+        if os.path.lexists(out / name):
+            raise _exists(out / name)
+
+
+def _exists(path: Path) -> OutputExistsError:
+    return OutputExistsError(f"{path} already exists; pass --force to replace it, or choose another --out")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
+
+
+def _process_alive(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no cheap check: never remove what may be in use
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _remove_stale_staging(out: Path, report: ConvertReport) -> None:
+    """Remove staging folders of converts on this machine whose process is gone (killed with -9), with a note."""
+    host = _host()
+    for folder in sorted(out.glob(".edgelite-*")):
+        if folder.is_symlink() or not folder.is_dir():
+            continue
+        if _OLD_STAGING.fullmatch(folder.name):
+            report.notes.append(f"{folder} may have been left by an interrupted convert of an older edgelite; "
+                                "delete it if no convert is writing to this folder")
+            continue
+        fields = folder.name[len(STAGING_PREFIX):].rsplit("-", 2) if folder.name.startswith(STAGING_PREFIX) else []
+        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit() or _process_alive(int(fields[1])):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        report.notes.append(f"removed {folder.name} from {out}: the staging folder of an interrupted convert "
+                            f"(process {fields[1]} is gone)")
+
+
+def _missing_folders(out: Path) -> list[Path]:
+    """`out` and those of its parents that do not exist yet, deepest first."""
+    missing = []
+    while not out.exists() and out != out.parent:
+        missing.append(out)
+        out = out.parent
+    return missing
+
+
 def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: ConvertOptions, images: _Images,
                      report: ConvertReport, progress: Progress) -> None:
-    """Phase 3: write and check every artifact in a staging folder, then move them into `out` together."""
-    out_existed = out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out, prefix=".edgelite-"))
+    """Phase 3: write and check every artifact in a staging folder, move them into `out`, write the manifest.
+
+    On any failure, Ctrl-C included, exactly what this run created is removed:
+    its staging folder, the files it moved into `out`, and the folders it made,
+    if they are empty. Files others put in `out` meanwhile stay.
+    """
+    created = _missing_folders(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OptionError(f"cannot create the --out folder {out}: {exc.strerror or exc}") from None
+    _remove_stale_staging(out, report)
+    staging = out / f"{STAGING_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
+    staging.mkdir()
+    moved: list[Path] = []
     targets = options.targets()
     try:
         written = []
         for done, (fmt, precision) in enumerate(targets):
             progress(f"writing {fmt} {precision}", done, len(targets))
-            name = f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
             with quiet_native():
-                path = EXPORTERS[fmt](source, staging / name, precision, images.calibration, options)
+                path = EXPORTERS[fmt](source, staging / _artifact_name(checkpoint, fmt, precision), precision,
+                                      images.calibration, options)
             min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
             progress(f"checking {fmt} {precision}", done, len(targets))
             parity = check_parity(path, precision, images.check_pixels, images.reference, images.truth)
             written.append((path, fmt, precision, parity, min_runtime))
         progress("done", len(targets), len(targets))
+        for final in [out / path.name for path, *_ in written] + [out / MANIFEST]:
+            if not options.force and os.path.lexists(final):  # put there while this run worked
+                raise _exists(final)
         for path, fmt, precision, parity, min_runtime in written:
             final = out / path.name
             path.replace(final)
+            moved.append(final)
             report.artifacts.append(ArtifactReport(final, fmt, precision, final.stat().st_size,
                                                    sha256_of(final), parity, min_runtime))
+        moved.append(out / MANIFEST)
+        write_manifest(report, source)
     except BaseException:
-        if not out_existed:
-            shutil.rmtree(out, ignore_errors=True)
-        raise
-    finally:
         shutil.rmtree(staging, ignore_errors=True)
+        for path in moved:
+            path.unlink(missing_ok=True)
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: someone else's files are in it
+                break
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 def runtime_note(artifacts: list[ArtifactReport]) -> Optional[str]:
@@ -184,27 +288,32 @@ def runtime_note(artifacts: list[ArtifactReport]) -> Optional[str]:
 def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Progress = no_progress) -> ConvertReport:
     """Convert `checkpoint` into every requested artifact in `out`, each checked for parity.
 
-    Artifacts are built in a temporary folder inside `out` and moved into place
-    only when all of them are written, so a failure leaves `out` as it was.
-    With `options.strict`, artifacts that miss their parity thresholds raise
-    `ParityError` after everything is written (the error carries the report).
+    Artifacts are built in a staging folder inside `out` and moved into place
+    only when all of them are written, so a failure, Ctrl-C included, leaves
+    `out` as it was: only what this run created is removed. A staging folder
+    left by a convert killed with -9 is removed by the next run, with a note.
+    Without `options.force`, an artifact or manifest.json already in `out`
+    is refused before any work. With `options.strict`, artifacts that miss
+    their parity thresholds raise `ParityError` after everything is written
+    (the error carries the report).
 
     Raises:
         EdgeliteError: bad options, an unreadable checkpoint or images, a failed conversion.
+        OutputExistsError: without `force`, a file this run would write is already in `out`.
         ParityError: with `strict`, an artifact below its threshold.
     """
     checkpoint, out = Path(checkpoint), Path(out)
     check_folder = options.check or options.calibration
     if check_folder is None:
         raise OptionError("the parity check needs real images: pass --check DIR or --calibration DIR")
+    _check_out(checkpoint, out, options)
     progress("loading checkpoint", 0, 1)
     with quiet_native():
         source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation,
-                                 options.decode)
+                                 options.decode, label_folders=(options.calibration, check_folder))
     report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
     images = _read_images(source, options, check_folder, report, progress)
     _write_artifacts(source, checkpoint, out, options, images, report, progress)
-    write_manifest(report, source)
     note = runtime_note(report.artifacts)
     if note:
         report.notes.append(note)

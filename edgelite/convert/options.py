@@ -56,8 +56,12 @@ class ConvertOptions:
             ("tflite-runtime-2.14": dynamic-range Dense layers get per-tensor
             weight scales, FULLY_CONNECTED v9 instead of v12).
         strict: fail when parity misses the thresholds in STRICT_LIMITS.
+        force: replace artifacts and a manifest.json already in the output
+            folder (without it, convert refuses before doing any work).
         max_calibration_images: cap on calibration images used.
         max_check_images: cap on parity images used.
+        equalize: before int8, equalize the channels of each SeparableConv2D's
+            depthwise output (function-preserving; edgelite/convert/equalize.py).
     """
 
     formats: tuple[Format, ...] = FORMATS
@@ -71,8 +75,10 @@ class ConvertOptions:
     integer_io: IntegerIO = "uint8"
     compat: Optional[Compat] = None
     strict: bool = False
+    force: bool = False
     max_calibration_images: int = 500
     max_check_images: int = 200
+    equalize: bool = True
 
     def __post_init__(self) -> None:
         check_modes(self)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from edgelite import __version__
 from edgelite.errors import MissingLabelsError, ModelFileError, OptionError
@@ -45,8 +45,14 @@ def sha256_of(path: Path) -> str:
 
 def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
                     preprocess: Optional[Scaling] = None,
-                    interpolation: Optional[Interpolation] = None, decode: Optional[Decode] = None) -> SourceModel:
+                    interpolation: Optional[Interpolation] = None, decode: Optional[Decode] = None,
+                    label_folders: Sequence[Optional[Path]] = ()) -> SourceModel:
     """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
+
+    Labels come from `labels`, else from the checkpoint, else from the first of
+    `label_folders` (calibration, then check images) whose class sub-folders are
+    as many as the model's classes, in sorted order as Keras's
+    `image_dataset_from_directory` numbers them (with a note saying so).
 
     Raises:
         ModelFileError: the path is not a model edgelite can read.
@@ -77,8 +83,7 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
     names = labels or (stored.labels if stored else None)
     classes = 2 if outputs == 1 else outputs
     if names is None:
-        raise MissingLabelsError(f"{path.name} does not record its class labels; "
-                                 "pass --labels a,b,c or a labels file")
+        names = labels_from_folders(path, label_folders, classes, notes)
     if len(names) != classes:
         raise OptionError(f"{len(names)} labels for a model with {classes} classes")
 
@@ -109,7 +114,9 @@ def _load_keras(path: Path, keras):
     except ModelFileError:
         raise
     except Exception as exc:  # Keras raises many kinds for a file that is not a model
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if "safe_mode" not in first:  # the safe_mode refusal says what to do: it is shown whole
+            first = first[:200]
         raise ModelFileError(f"{path.name}: not a Keras model edgelite can load ({first})") from None
 
 
@@ -147,3 +154,28 @@ def _output_kind(model, stored: Optional[ArtifactMetadata]) -> OutputKind:
     activation = getattr(model.layers[-1], "activation", None)
     name = getattr(activation, "__name__", "")
     return "softmax" if name == "softmax" else "sigmoid" if name == "sigmoid" else "logits"
+
+
+def class_folder_names(folder: Path) -> tuple[str, ...]:
+    """`folder`'s sub-folder names in sorted order, skipping hidden ones: Keras's class order."""
+    return tuple(sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")))
+
+
+def labels_from_folders(path: Path, folders: Sequence[Optional[Path]], classes: int,
+                        notes: list[str]) -> tuple[str, ...]:
+    """Class names from the first folder whose class sub-folders match the model's class count.
+
+    Raises:
+        MissingLabelsError: no folder has as many class sub-folders as the model has classes.
+    """
+    found: list[str] = []
+    for folder in dict.fromkeys(Path(f) for f in folders if f is not None):
+        names = class_folder_names(folder) if folder.is_dir() else ()
+        if len(names) == classes:
+            notes.append(f"labels taken from the {classes} class folders of {folder} in sorted order "
+                         f"(Keras's image_dataset_from_directory order): {', '.join(names)}")
+            return names
+        found.append(f"{folder} has {len(names)} class folder{'' if len(names) == 1 else 's'}")
+    reason = f" ({'; '.join(found)}, the model has {classes} classes)" if found else ""
+    raise MissingLabelsError(f"{path.name} does not record its class labels{reason}; "
+                             "pass --labels a,b,c or a labels file")

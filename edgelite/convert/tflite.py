@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 
 from edgelite.atomic import write_bytes_atomic
+from edgelite.convert.equalize import equalize_separable
+from edgelite.convert.int8_graph import fuse_relu_into_add
 from edgelite.convert.options import Calibration, ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.errors import ConversionError
@@ -27,10 +29,14 @@ def export_tflite(source: SourceModel, path: Path, precision: Precision,
             batches of raw pixels (read for int8 only; `ConvertOptions` makes
             sure int8 has real images).
         options: integer_io (uint8 or int8 input/output of the full-integer
-            model) and compat (an older runtime to stay loadable in) apply here.
+            model), compat (an older runtime to stay loadable in) and equalize
+            (separable convolutions' channels before int8) apply here.
     """
     tf, _ = import_keras("convert")
-    converter = tf.lite.TFLiteConverter.from_keras_model(source.model)
+    model = source.model
+    if precision == "int8" and options.equalize:
+        model, _ = equalize_separable(model, calibration())
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision in ("float16", "dynamic", "int8"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "dynamic" and options.compat == "tflite-runtime-2.14":
@@ -54,6 +60,9 @@ def export_tflite(source: SourceModel, path: Path, precision: Precision,
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise ConversionError(f"TFLite {precision} conversion failed: {str(exc).strip().splitlines()[0]}") from None
+    if precision == "int8":
+        # a residual ADD's requantizing RELU would split the graph into XNNPACK partitions (int8_graph.py)
+        flatbuffer, _ = fuse_relu_into_add(bytes(flatbuffer))
     content = embed_metadata(bytes(flatbuffer), source.metadata.with_precision(precision))
     write_bytes_atomic(path, content)
     return path

@@ -95,8 +95,154 @@ def _check_op_versions(name: str, runtime: str, codes: Sequence[OperatorCode]) -
             f"(TFLite {first.runtime} or newer has it); install ai-edge-litert: pip install ai-edge-litert")
 
 
+# Bounds on what a file may make the interpreter allocate: beyond them it is corrupt or hostile, not a model.
+MAX_TENSOR_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 4 << 30
+# Quantization scales of 8- and 16-bit tensors: real models stay far inside; at the bounds, the ratio of
+# two scales is still a finite float32 (1e9 * 1e9 / 1e-9 < 3.4e38).
+MAX_SCALE = 1e9
+MIN_ACTIVATION_SCALE = 1e-9
+# Operators of image models with the number of inputs their kernels take (fewest, most; tensorflow/lite/kernels),
+# each with one output except SPLIT. XNNPACK's delegate reads an operator's inputs before the kernel checks
+# their number, so a file with a wrong count can crash it.
+_ARITY = {
+    "ADD": (2, 2), "SUB": (2, 2), "MUL": (2, 2), "DIV": (2, 2), "MAXIMUM": (2, 2), "MINIMUM": (2, 2),
+    "AVERAGE_POOL_2D": (1, 1), "MAX_POOL_2D": (1, 1), "CONV_2D": (2, 3), "DEPTHWISE_CONV_2D": (2, 3),
+    "FULLY_CONNECTED": (2, 3), "TRANSPOSE_CONV": (3, 4), "STRIDED_SLICE": (4, 4), "SLICE": (3, 3),
+    "RESHAPE": (1, 2), "SOFTMAX": (1, 1), "LOGISTIC": (1, 1), "TANH": (1, 1), "RELU": (1, 1), "RELU6": (1, 1),
+    "HARD_SWISH": (1, 1), "LEAKY_RELU": (1, 1), "PRELU": (2, 2), "MEAN": (2, 2), "SUM": (2, 2),
+    "REDUCE_MAX": (2, 2), "PAD": (2, 2), "PADV2": (3, 3), "QUANTIZE": (1, 1), "DEQUANTIZE": (1, 1),
+    "SHAPE": (1, 1), "TRANSPOSE": (2, 2), "RESIZE_BILINEAR": (2, 2), "RESIZE_NEAREST_NEIGHBOR": (2, 2),
+    "SQUEEZE": (1, 1), "EXPAND_DIMS": (2, 2), "BATCH_MATMUL": (2, 2), "GATHER": (2, 2), "SPLIT": (2, 2),
+    "CONCATENATION": (1, 1 << 16), "PACK": (1, 1 << 16),
+}
+# Input positions that may be absent (-1) in those ops: the bias.
+_OPTIONAL_INPUTS = {"CONV_2D": {2}, "DEPTHWISE_CONV_2D": {2}, "FULLY_CONNECTED": {2}, "TRANSPOSE_CONV": {3}}
+
+
+def _check_graph(interpreter, name: str) -> None:
+    """Refuse, before tensors are allocated, a graph LiteRT would crash on or allocate gigabytes for.
+
+    LiteRT trusts a file's tensor shapes, quantization and operator wiring: a
+    fuzzed file that passes its checks can write into its own input or a
+    constant, read a missing input, divide by a zero scale, or ask for a 10 GB
+    tensor. These are checks of the graph as the interpreter itself parsed it.
+    """
+    corrupt = f"{name}: not a valid model graph (the file is corrupt"
+    details = {int(d["index"]): d for d in interpreter.get_tensor_details()}
+    total = 0
+    for index, detail in details.items():
+        _check_quantization(detail, corrupt, activation=False)
+        size = _tensor_bytes(detail)
+        total += size
+        if size > MAX_TENSOR_BYTES or total > MAX_TOTAL_BYTES:
+            shape = [int(d) for d in detail["shape"]]
+            raise ModelFileError(f"{corrupt}: tensor {index} of shape {shape} would need "
+                                 f"{size / 2**20:,.0f} MB; at most {MAX_TENSOR_BYTES >> 20:,} MB a tensor and "
+                                 f"{MAX_TOTAL_BYTES >> 20:,} MB in all are allowed)")
+    operators = getattr(interpreter, "_get_ops_details", None)
+    if operators is None:  # an interpreter without the (experimental) graph view: its own checks only
+        return
+    graph_inputs = {int(d["index"]) for d in interpreter.get_input_details()}
+    producer = _check_operators(interpreter, operators(), details, graph_inputs, corrupt)
+    for index in graph_inputs | set(producer):
+        if index in details:
+            _check_quantization(details[index], corrupt, activation=True)
+
+
+def _check_operators(interpreter, ops: list[dict], details: dict[int, dict], graph_inputs: set[int],
+                     corrupt: str) -> dict[int, int]:
+    """Each operator's wiring; returns which operator writes each tensor."""
+    producer: dict[int, int] = {}
+    for op in ops:
+        number, kind = op["index"], op["op_name"]
+        inputs, outputs = [int(i) for i in op["inputs"]], [int(i) for i in op["outputs"]]
+        where = f"{corrupt}: operator {number}, {kind},"
+        for tensor in outputs:
+            if tensor < 0:
+                raise ModelFileError(f"{where} writes a missing tensor)")
+            if tensor in graph_inputs or tensor in producer or (
+                    tensor in details and _is_constant(interpreter, tensor, details[tensor]["dtype"])):
+                raise ModelFileError(f"{where} writes tensor {tensor}, which is the model's input, a constant "
+                                     "or the output of another operator)")
+            producer[tensor] = number
+        if kind in _ARITY:
+            fewest, most = _ARITY[kind]
+            if not fewest <= len(inputs) <= most or (kind != "SPLIT" and len(outputs) != 1):
+                raise ModelFileError(f"{where} has {len(inputs)} inputs and {len(outputs)} outputs)")
+            missing = [p for p, tensor in enumerate(inputs) if tensor < 0 and p not in _OPTIONAL_INPUTS.get(kind, ())]
+            if missing:
+                raise ModelFileError(f"{where} lacks its input {missing[0]})")
+    for op in ops:  # operators run in file order: each reads what earlier ones wrote
+        later = [int(t) for t in op["inputs"] if producer.get(int(t), -1) >= op["index"]]
+        if later:
+            raise ModelFileError(f"{corrupt}: operator {op['index']}, {op['op_name']}, reads tensor {later[0]} "
+                                 f"before operator {producer[later[0]]} writes it)")
+    return producer
+
+
+def _check_quantization(detail: dict, corrupt: str, activation: bool) -> None:
+    """Scales and zero points kernels can compute with.
+
+    Every scale finite and not negative; for 8- and 16-bit integers, zero
+    points within the type (kernels index tables by them) and scales at most
+    MAX_SCALE, and for such an activation (the input or an operator's output)
+    at least MIN_ACTIVATION_SCALE: kernels divide by it, and the ratio of two
+    scales must stay a finite float32 (a zero or denormal scale crashes XNNPACK).
+    """
+    params = detail.get("quantization_parameters") or {}
+    scales = np.asarray(params.get("scales", ()), dtype=np.float64)
+    zero_points = np.asarray(params.get("zero_points", ()), dtype=np.int64)
+    if not scales.size and not zero_points.size:
+        return
+    dtype = np.dtype(detail["dtype"])
+    narrow = dtype.kind in "iu" and dtype.itemsize <= 2
+    bad = bool(scales.size) and not (np.all(np.isfinite(scales)) and np.all(scales >= 0))
+    if narrow and scales.size:
+        bad = bad or float(scales.max()) > MAX_SCALE or (activation and float(scales.min()) < MIN_ACTIVATION_SCALE)
+    if narrow and zero_points.size:
+        info = np.iinfo(dtype)
+        bad = bad or int(zero_points.min()) < info.min or int(zero_points.max()) > info.max
+    if bad:
+        raise ModelFileError(f"{corrupt}: tensor {detail['index']} ({dtype.name}) has an invalid quantization, "
+                             f"scale {scales[:1].tolist()} and zero point {zero_points[:1].tolist()})")
+
+
+def _tensor_bytes(detail: dict) -> int:
+    elements = 1
+    for dim in detail["shape"]:
+        elements *= max(int(dim), 0)
+    return elements * np.dtype(detail["dtype"]).itemsize
+
+
+def _is_constant(interpreter, tensor: int, dtype) -> bool:
+    """Whether a numeric tensor holds data before allocation: a weight or another constant.
+
+    Only numeric tensors are probed: LiteRT's get_tensor crashes on a string
+    tensor without data.
+    """
+    if np.dtype(dtype).kind not in "biufc":
+        return False
+    try:
+        interpreter.get_tensor(tensor)
+    except ValueError:
+        return False
+    return True
+
+
+def _first_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0][:300] if lines else type(exc).__name__
+
+
 class TFLiteBackend:
-    """LiteRT interpreters, one per calling thread, since one Interpreter is not thread-safe."""
+    """LiteRT interpreters, one per calling thread, since one Interpreter is not thread-safe.
+
+    The first interpreter is built without allocating its tensors: its graph
+    is checked (`_check_graph`), and the `Model` checks the tensor shapes
+    against the metadata, before a hostile file can make the interpreter
+    crash or allocate gigabytes.
+    """
 
     def __init__(self, content: bytes, name: str, threads: Optional[int],
                  operator_codes: Sequence[OperatorCode] = (), interpreter: TFLiteInterpreter = "auto"):
@@ -108,9 +254,14 @@ class TFLiteBackend:
         self._threads = threads
         self._local = threading.local()
         with silenced_fds(2):  # LiteRT prints an INFO line on its first interpreter
-            interpreter = self._interpreter()
-        self.inputs = tuple(self._spec(d) for d in interpreter.get_input_details())
-        self.outputs = tuple(self._spec(d) for d in interpreter.get_output_details())
+            first = self._build()
+            try:
+                _check_graph(first, name)
+                self.inputs = tuple(self._spec(d) for d in first.get_input_details())
+                self.outputs = tuple(self._spec(d) for d in first.get_output_details())
+            except (ValueError, RuntimeError, TypeError, KeyError) as exc:
+                raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
+        self._local.unallocated = first
 
     @staticmethod
     def _spec(detail: dict) -> TensorSpec:
@@ -119,11 +270,18 @@ class TFLiteBackend:
         scale, zero_point = detail.get("quantization", (0.0, 0))
         return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]), float(scale), int(zero_point))
 
+    def _build(self):
+        try:
+            return self._factory(model_content=self._content, num_threads=self._threads)
+        except (ValueError, RuntimeError) as exc:
+            raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
+
     def _interpreter(self):
         interpreter = getattr(self._local, "interpreter", None)
         if interpreter is None:
+            interpreter = getattr(self._local, "unallocated", None) or self._build()
+            self._local.unallocated = None
             try:
-                interpreter = self._factory(model_content=self._content, num_threads=self._threads)
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as exc:
                 raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
@@ -131,15 +289,24 @@ class TFLiteBackend:
         return interpreter
 
     def run(self, batch: np.ndarray) -> np.ndarray:
+        """The raw first output for a batch in the input's dtype.
+
+        Raises:
+            ModelFileError: the interpreter cannot run the model.
+        """
         interpreter = self._interpreter()
-        detail = interpreter.get_input_details()[0]
-        if tuple(detail["shape"]) != batch.shape:
-            interpreter.resize_tensor_input(detail["index"], list(batch.shape))
-            interpreter.allocate_tensors()
+        try:
             detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], batch)
-        interpreter.invoke()
-        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+            if tuple(detail["shape"]) != batch.shape:
+                interpreter.resize_tensor_input(detail["index"], list(batch.shape))
+                interpreter.allocate_tensors()
+                detail = interpreter.get_input_details()[0]
+            interpreter.set_tensor(detail["index"], batch)
+            interpreter.invoke()
+            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+        except (ValueError, RuntimeError, IndexError) as exc:
+            raise ModelFileError(
+                f"{self._name}: {self.kind} {self.version} cannot run it ({_first_line(exc)})") from None
 
     @property
     def dynamic_batch(self) -> bool:
@@ -163,6 +330,7 @@ class OnnxBackend:
                 "onnxruntime is not installed; install it with: pip install 'edgelite[onnx]'"
             ) from None
         self.version = ort.__version__
+        self._name = path.name
         options = ort.SessionOptions()
         options.log_severity_level = 3
         if threads:
@@ -171,21 +339,30 @@ class OnnxBackend:
         try:
             self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception classes
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelFileError(f"{path.name}: not a valid .onnx file ({first})") from None
-        self.inputs = tuple(self._spec(i) for i in self._session.get_inputs())
-        self.outputs = tuple(self._spec(o) for o in self._session.get_outputs())
+            raise ModelFileError(f"{path.name}: not a valid .onnx file ({_first_line(exc)})") from None
+        self.inputs = tuple(self._spec(i, path.name) for i in self._session.get_inputs())
+        self.outputs = tuple(self._spec(o, path.name) for o in self._session.get_outputs())
         self.custom_metadata = dict(self._session.get_modelmeta().custom_metadata_map)
 
     @staticmethod
-    def _spec(arg) -> TensorSpec:
-        shape = tuple(d if isinstance(d, int) else -1 for d in arg.shape)
+    def _spec(arg, name: str) -> TensorSpec:
+        shape = tuple(d if isinstance(d, int) else -1 for d in (arg.shape or ()))
         if arg.type not in _ONNX_DTYPES:
-            raise ModelFileError(f"unsupported ONNX tensor type {arg.type} for {arg.name}")
+            raise ModelFileError(f"{name}: unsupported ONNX tensor type {arg.type} for {arg.name}; "
+                                 f"expected one of {', '.join(_ONNX_DTYPES)}")
         return TensorSpec(arg.name, shape, np.dtype(_ONNX_DTYPES[arg.type]))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        return self._session.run([self.outputs[0].name], {self.inputs[0].name: batch})[0]
+        """The raw first output for a batch in the input's dtype.
+
+        Raises:
+            ModelFileError: onnxruntime cannot run the model.
+        """
+        try:
+            return np.asarray(self._session.run([self.outputs[0].name], {self.inputs[0].name: batch})[0])
+        except Exception as exc:  # onnxruntime raises its own exception classes
+            raise ModelFileError(
+                f"{self._name}: onnxruntime {self.version} cannot run it ({_first_line(exc)})") from None
 
     @property
     def dynamic_batch(self) -> bool:

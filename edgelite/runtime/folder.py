@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from edgelite.errors import DatasetError
+from edgelite.errors import DatasetError, ImageError
 from edgelite.modes import Decode, Interpolation
 from edgelite.runtime.preprocess import list_images, preprocess
 
@@ -46,8 +46,25 @@ def read_folder(folder: Path, limit: Optional[int] = None, seed: int = 0) -> lis
 
 
 def pixel_batches(paths: Sequence[Path], height: int, width: int, interpolation: Interpolation = "bilinear",
-                  batch_size: int = 32, decode: Decode = "fast") -> Iterator[np.ndarray]:
-    """Yield (N, height, width, 3) float32 batches of raw 0-255 pixels, through `preprocess`."""
+                  batch_size: int = 32, decode: Decode = "fast",
+                  on_error: Optional[Callable[[Path, ImageError], None]] = None) -> Iterator[np.ndarray]:
+    """Yield (N, height, width, 3) float32 batches of raw 0-255 pixels, through `preprocess`.
+
+    Args:
+        on_error: receives each image that cannot be read, which is then left
+            out of its batch; without it, the first such image raises.
+
+    Raises:
+        ImageError: an image cannot be read and there is no `on_error`.
+    """
     for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        yield np.stack([preprocess(p, height, width, interpolation, decode).pixels for p in chunk])
+        pixels = []
+        for path in paths[start:start + batch_size]:
+            try:
+                pixels.append(preprocess(path, height, width, interpolation, decode).pixels)
+            except ImageError as exc:
+                if on_error is None:
+                    raise
+                on_error(path, exc)
+        if pixels:
+            yield np.stack(pixels)

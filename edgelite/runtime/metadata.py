@@ -13,11 +13,16 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Optional
 
-from edgelite.errors import EdgeliteError, ModelFileError
+from edgelite.errors import EdgeliteError, ModelFileError, OptionError
 from edgelite.modes import ChannelOrder, Decode, Interpolation, OutputKind, Precision, Scaling, check_modes
 
 METADATA_KEY = "edgelite"
 FORMAT_VERSION = 1
+# Bounds a self-description must stay within: larger values are a corrupt or hostile file, not a model.
+# (A model with a dynamic input takes its size from the metadata: 4096 x 4096 RGB is 200 MB of float32.)
+MAX_INPUT_SIDE = 4096
+MAX_LABELS = 100_000
+MAX_LABEL_LENGTH = 1000
 # The same document inside a .keras checkpoint written by edgelite's training (a zip entry Keras ignores).
 CHECKPOINT_METADATA = "edgelite.json"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -60,7 +65,10 @@ class ArtifactMetadata:
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
+        if isinstance(self.labels, list):  # JSON and callers give lists; the field is a tuple
+            object.__setattr__(self, "labels", tuple(self.labels))
         check_modes(self)
+        _check_fields(self)
 
     def to_json(self) -> str:
         """Serialise to a compact JSON string."""
@@ -70,20 +78,75 @@ class ArtifactMetadata:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> "ArtifactMetadata":
-        """Parse the JSON written by `to_json`; unknown keys from newer versions are ignored."""
+        """Parse the JSON written by `to_json`, checking the type and range of every field.
+
+        Keys this version does not know (added by a newer edgelite of the same
+        format version) are ignored; a newer `format_version` is refused.
+
+        Raises:
+            ModelFileError: the document is not valid metadata.
+        """
         try:
             data = json.loads(text)
+            if not isinstance(data, dict):
+                raise OptionError(f"expected a JSON object, got {type(data).__name__}")
+            missing = [name for name in ("labels", "input_height", "input_width") if name not in data]
+            if missing:
+                raise OptionError(f"it has no {missing[0]}")
+            version = data.get("format_version", FORMAT_VERSION)
+            if _is_int(version) and version > FORMAT_VERSION:
+                raise ModelFileError(f"the artifact's edgelite metadata has format_version {version}, newer than "
+                                     f"this edgelite reads ({FORMAT_VERSION}); upgrade: pip install -U edgelite")
             known = {f.name for f in fields(cls)}
             values = {k: v for k, v in data.items() if k in known}
-            values["labels"] = tuple(str(label) for label in values["labels"])
             values.setdefault("decode", "exact")  # what every artifact before the field was made with
             return cls(**values)
-        except (ValueError, KeyError, TypeError, AttributeError, EdgeliteError) as exc:
-            raise ModelFileError(f"the artifact's edgelite metadata is unreadable ({exc})") from None
+        except ModelFileError:
+            raise
+        except (ValueError, TypeError, RecursionError, EdgeliteError) as exc:
+            raise ModelFileError(f"the artifact's edgelite metadata is invalid: {exc}; "
+                                 "convert the checkpoint again or get an intact copy of the file") from None
 
     def with_precision(self, precision: Precision) -> "ArtifactMetadata":
         """A copy describing the same model at another precision."""
         return replace(self, precision=precision)
+
+
+def _check_fields(meta: ArtifactMetadata) -> None:
+    """Types and ranges of the fields `check_modes` does not cover (it checks the modes, and lets None pass)."""
+    empty = next((f.name for f in fields(meta) if getattr(meta, f.name) is None), None)
+    if empty is not None:
+        raise OptionError(f"{empty} is null")
+    labels = meta.labels
+    if not isinstance(labels, tuple) or not all(isinstance(label, str) for label in labels):
+        raise OptionError(f"labels must be a list of strings, got {_shown(labels)}")
+    if not 2 <= len(labels) <= MAX_LABELS:
+        raise OptionError(f"expected 2 to {MAX_LABELS:,} labels, got {len(labels)}")
+    long = next((label for label in labels if len(label) > MAX_LABEL_LENGTH), None)
+    if long is not None:
+        raise OptionError(f"a label is {len(long):,} characters long; at most {MAX_LABEL_LENGTH} are allowed")
+    for name in ("input_height", "input_width"):
+        value = getattr(meta, name)
+        if not _is_int(value) or not 1 <= value <= MAX_INPUT_SIDE:
+            raise OptionError(f"{name} must be a whole number from 1 to {MAX_INPUT_SIDE}, got {_shown(value)}")
+    for name in ("source_sha256", "edgelite_version"):
+        if not isinstance(getattr(meta, name), str):
+            raise OptionError(f"{name} must be a string, got {_shown(getattr(meta, name))}")
+    version = meta.format_version
+    if not _is_int(version) or version < 1:
+        raise OptionError(f"format_version must be a whole number from 1, got {_shown(version)}")
+    if version > FORMAT_VERSION:
+        raise OptionError(f"format_version {version} is newer than this edgelite writes ({FORMAT_VERSION})")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: object) -> str:
+    """A value as a message shows it: its repr, cut short (it may come from a hostile file)."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:

@@ -16,6 +16,7 @@ from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
 from edgelite.runtime.stream import chunks, read_ahead
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
+from edgelite.silence import silenced_fds
 
 DEFAULT_SIZE = 224
 # predict_iter decodes up to this many batches ahead of the one the model runs.
@@ -83,8 +84,7 @@ class Model:
         self.metadata = metadata
         self.tflite = tflite
         self.assumptions: list[str] = []
-        self.input: TensorSpec = backend.inputs[0]
-        self.output: TensorSpec = backend.outputs[0]
+        self.input, self.output = self._tensors()
         self._channels_first = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
         self.height, self.width = self._input_size()
         self.interpolation: Interpolation = metadata.interpolation if metadata else "bilinear"
@@ -92,14 +92,44 @@ class Model:
         self.input_scaling: Scaling = self._input_scaling(scaling)
         self.output_kind: Optional[OutputKind] = metadata.output_kind if metadata else None
         self.labels = self._labels(labels)
+        self._check_first_run(labels)
 
     # -- what the model is -------------------------------------------------
+    def _tensors(self) -> tuple[TensorSpec, TensorSpec]:
+        """The image input and the scores output, refused when their kind or quantization is unusable."""
+        inputs, outputs = self.backend.inputs, self.backend.outputs
+        if len(inputs) != 1 or not outputs:
+            raise ModelFileError(f"{self.path.name}: expected one image input and at least one output, "
+                                 f"got {len(inputs)} inputs and {len(outputs)} outputs")
+        for role, spec in (("input", inputs[0]), ("output", outputs[0])):
+            if not (np.issubdtype(spec.dtype, np.floating) or spec.dtype in (np.uint8, np.int8)):
+                raise ModelFileError(f"{self.path.name}: the {role} tensor is {spec.dtype.name}; "
+                                     "expected float, uint8 or int8")
+            if spec.scale and np.issubdtype(spec.dtype, np.integer):
+                info = np.iinfo(spec.dtype)
+                if not (np.isfinite(spec.scale) and spec.scale > 0 and info.min <= spec.zero_point <= info.max):
+                    raise ModelFileError(f"{self.path.name}: the {role} tensor's quantization is invalid "
+                                         f"(scale {spec.scale}, zero point {spec.zero_point})")
+        return inputs[0], outputs[0]
+
     def _input_size(self) -> tuple[int, int]:
-        if len(self.input.shape) != 4:
-            raise ModelFileError(f"{self.path.name}: expected a 4-D image input, got shape {self.input.shape}")
-        height, width = (self.input.shape[2:4] if self._channels_first else self.input.shape[1:3])
+        shape, name = self.input.shape, self.path.name
+        if len(shape) != 4:
+            raise ModelFileError(f"{name}: expected a 4-D image input, got shape {shape}")
+        height, width = (shape[2:4] if self._channels_first else shape[1:3])
+        channels = shape[1] if self._channels_first else shape[3]
+        if channels not in (3, -1):
+            raise ModelFileError(f"{name}: expected an RGB input with 3 channels, got shape {shape}")
+        if any(dim == 0 or dim < -1 for dim in (height, width)):
+            raise ModelFileError(f"{name}: the input shape {shape} has no usable image size")
         if self.metadata:
-            return self.metadata.input_height, self.metadata.input_width
+            claimed = (self.metadata.input_height, self.metadata.input_width)
+            for what, said, actual in zip(("height", "width"), claimed, (height, width)):
+                if actual > 0 and said != actual:
+                    raise ModelFileError(
+                        f"{name}: the metadata says input {what} {said}, but the input tensor has {actual} "
+                        f"(shape {shape}); the file is inconsistent: convert the checkpoint again")
+            return claimed
         if height > 0 and width > 0:
             return height, width
         self.assumptions.append(f"input size unknown; assumed {DEFAULT_SIZE}x{DEFAULT_SIZE}")
@@ -116,8 +146,9 @@ class Model:
                 "pass --preprocess rescale|xception if it expects scaled pixels")
         return "none"
 
-    def _labels(self, labels: Optional[Sequence[str]]) -> tuple[str, ...]:
-        count = self.output.shape[-1] if self.output.shape and self.output.shape[-1] > 0 else 0
+    def _labels(self, labels: Optional[Sequence[str]], count: Optional[int] = None) -> tuple[str, ...]:
+        if count is None:
+            count = self.output.shape[-1] if self.output.shape and self.output.shape[-1] > 0 else 0
         classes = 2 if count == 1 else count
         if labels is not None:
             if classes and len(labels) != classes:
@@ -125,8 +156,33 @@ class Model:
             return tuple(labels)
         if self.metadata:
             return self.metadata.labels
-        self.assumptions.append("no labels in the model; named them class_0, class_1, ... (pass --labels)")
+        note = "no labels in the model; named them class_0, class_1, ... (pass --labels)"
+        if note not in self.assumptions:
+            self.assumptions.append(note)
         return tuple(f"class_{i}" for i in range(classes))
+
+    def _check_first_run(self, labels: Optional[Sequence[str]]) -> None:
+        """Run one zero image: a file the interpreter rejects fails here, at load, as a ModelFileError.
+
+        The output it gives is the truth the labels are checked against.
+        """
+        with silenced_fds(2):  # an interpreter that rejects a file prints its own lines; the error says it in one
+            raw = self.run(np.zeros((1, self.height, self.width, 3), np.float32))
+        count = raw.shape[1]
+        if count < 1:
+            raise ModelFileError(f"{self.path.name}: the model's output is empty")
+        classes = 2 if count == 1 else count
+        if len(self.labels) == classes:
+            return
+        if labels is None and self.metadata is None:
+            self.labels = self._labels(None, count)
+        elif labels is None:
+            raise ModelFileError(
+                f"{self.path.name}: the metadata lists {len(self.labels)} labels, but the model has {classes} "
+                f"classes ({count} output{'s' if count > 1 else ''}); the file is inconsistent: "
+                "convert the checkpoint again")
+        else:
+            raise OptionError(f"{len(labels)} labels given, but the model has {classes} classes")
 
     # -- running --------------------------------------------------------------
     def prepare(self, source: ImageSource) -> PreparedImage:
@@ -144,6 +200,9 @@ class Model:
             raw = self.backend.run(batch)
         else:
             raw = np.concatenate([self.backend.run(batch[i:i + 1]) for i in range(len(batch))])
+        if raw.ndim < 1 or raw.shape[0] != len(batch):
+            raise ModelFileError(f"{self.path.name}: the output has shape {raw.shape} for {len(batch)} "
+                                 f"image{'s' if len(batch) > 1 else ''}; expected one row per image")
         return self._dequantize(raw)
 
     def _quantize(self, batch: np.ndarray) -> np.ndarray:
@@ -267,6 +326,15 @@ class Model:
         return "tflite" if isinstance(self.backend, TFLiteBackend) else "onnx"
 
 
+def _read_metadata(raw: Optional[Union[str, bytes]], path: Path) -> Optional[ArtifactMetadata]:
+    if raw is None:
+        return None
+    try:
+        return ArtifactMetadata.from_json(raw)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path.name}: {exc}") from None
+
+
 def load(path: Union[str, Path], threads: Optional[int] = None,
          labels: Optional[Sequence[str]] = None, scaling: Optional[Scaling] = None,
          interpreter: TFLiteInterpreter = "auto", decode: Optional[Decode] = None) -> Model:
@@ -281,10 +349,20 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
             or one of "litert", "tflite-runtime", "tf.lite" (TensorFlow's, only when named).
         decode: "fast" or "exact" JPEG decoding, instead of what the metadata records.
 
+    The file is checked against itself before it is used: its edgelite
+    metadata (types and ranges of every field, a known format version) must
+    match its own tensors (input height and width, one label per class), the
+    input and output must be usable image and score tensors, and one
+    inference on a zero image must run.
+
     Raises:
-        ModelFileError: the file is missing, of an unknown type, or corrupt.
+        ModelFileError: the file is missing, a directory, of an unknown type,
+            corrupt, rejected by the interpreter, or inconsistent with its metadata.
+        OptionError: `labels` do not match the model's classes.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a directory, not a model file; pass a .tflite or .onnx file")
     if not path.is_file():
         raise ModelFileError(f"{path}: no such file")
     if threads is not None and threads < 1:
@@ -293,14 +371,12 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
     if suffix == ".tflite":
         content = path.read_bytes()
         tflite = read_tflite(content, path.name)
-        raw = tflite.metadata.get(METADATA_KEY)
-        metadata = ArtifactMetadata.from_json(raw) if raw else None
+        metadata = _read_metadata(tflite.metadata.get(METADATA_KEY), path)
         backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes,
                                 check_mode(TFLiteInterpreter, interpreter))
         return Model(path, backend, metadata, tflite, labels, scaling, decode)
     if suffix == ".onnx":
         backend = OnnxBackend(path, threads)
-        raw = backend.custom_metadata.get(METADATA_KEY)
-        metadata = ArtifactMetadata.from_json(raw) if raw else None
+        metadata = _read_metadata(backend.custom_metadata.get(METADATA_KEY), path)
         return Model(path, backend, metadata, None, labels, scaling, decode)
     raise ModelFileError(f"{path.name}: unknown model type {suffix or '(no suffix)'}; expected .tflite or .onnx")

@@ -1,47 +1,66 @@
-"""Folder-per-class datasets, decoded once through the runtime's `preprocess`.
+"""Folder-per-class datasets: the list of readable image files, for streaming.
 
 Layouts: DIR/train/<class>/* with DIR/validation/<class>/*, or DIR/<class>/*
-split by `val_split`. Decoded images are kept in memory as uint8 for all epochs
-(and all variants of an experiment).
+split by `val_split`. Only each file's header is read here (no pixels are
+decoded), which finds non-images and decompression bombs up front; pixels are
+decoded while the model trains (`edgelite.train.stream`), so memory does not
+grow with the dataset.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+import warnings
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Optional
+from typing import Mapping, Optional, Sequence
 
-import numpy as np
+from PIL import Image
 
-from edgelite.errors import DatasetError, EdgeliteError
-from edgelite.modes import Decode, Interpolation, Progress, no_progress
-from edgelite.runtime.preprocess import IMAGE_SUFFIXES, preprocess
+from edgelite.errors import DatasetError
+from edgelite.modes import Progress, no_progress
+from edgelite.runtime.preprocess import IMAGE_SUFFIXES, MAX_PIXELS
+
+# Threads reading headers: the work is waiting on the disk, not computing.
+HEADER_THREADS = 8
+
+Example = tuple[Path, int]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Dataset:
-    """Decoded training and validation images with integer labels."""
+    """The readable image files of a dataset, with integer labels (indices into `classes`)."""
 
     classes: tuple[str, ...]
-    train_x: np.ndarray
-    train_y: np.ndarray
-    val_x: np.ndarray
-    val_y: np.ndarray
+    train: list[Example]
+    val: list[Example]
     skipped: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        counts = ", ".join(f"{c} {int((self.train_y == i).sum())}" for i, c in enumerate(self.classes))
+        per_class = Counter(label for _, label in self.train)
+        counts = ", ".join(f"{c} {per_class[i]}" for i, c in enumerate(self.classes))
         skipped = f"; skipped {len(self.skipped)} unreadable file(s)" if self.skipped else ""
-        return (f"{len(self.train_y)} training and {len(self.val_y)} validation images in "
+        return (f"{len(self.train)} training and {len(self.val)} validation images in "
                 f"{len(self.classes)} classes ({counts}){skipped}")
 
+    def without(self, train_failed: Mapping[int, str], val_failed: Mapping[int, str]) -> "Dataset":
+        """The dataset less the files (by index) that failed to decode during training, with their messages."""
+        return replace(self, train=[e for i, e in enumerate(self.train) if i not in train_failed],
+                       val=[e for i, e in enumerate(self.val) if i not in val_failed],
+                       skipped=self.skipped + list(train_failed.values()) + list(val_failed.values()))
 
-def _class_folders(folder: Path) -> dict[str, list[Path]]:
-    classes = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        classes[sub.name] = [p for p in sorted(sub.rglob("*")) if p.is_file()]
-    return classes
+
+def _class_folders(folder: Path, only: Optional[Sequence[str]] = None) -> dict[str, list[Path]]:
+    subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if only is not None:
+        names = {p.name for p in subs}
+        missing = [name for name in only if name not in names]
+        if missing:
+            raise DatasetError(f"{folder}: no class folder {', '.join(missing)}; it has {', '.join(sorted(names))}")
+        subs = [p for p in subs if p.name in only]
+    return {sub.name: [p for p in sorted(sub.rglob("*")) if p.is_file()] for sub in subs}
 
 
 def _check_classes(split: str, classes: dict[str, list[Path]], folder: Path) -> None:
@@ -54,9 +73,11 @@ def _check_classes(split: str, classes: dict[str, list[Path]], folder: Path) -> 
             raise DatasetError(f"{folder}/{name}: class folder has no images ({split} split)")
 
 
-
-def find_splits(data: Path, val_split: Optional[float], seed: int = 0) -> tuple[tuple[str, ...], list, list]:
+def find_splits(data: Path, val_split: Optional[float], seed: int = 0,
+                classes: Optional[Sequence[str]] = None) -> tuple[tuple[str, ...], list, list]:
     """(classes, [(path, label)] train, [(path, label)] validation) of a dataset folder.
+
+    With `classes`, only those class folders are used (the others are left out, not errors).
 
     Raises:
         DatasetError: missing folders, an empty or single class, or class sets that differ.
@@ -70,7 +91,7 @@ def find_splits(data: Path, val_split: Optional[float], seed: int = 0) -> tuple[
         if not (data / "validation").is_dir():
             raise DatasetError(f"{data} has train/ but no validation/ folder; add one or use --val-split "
                                "on a folder of class folders")
-        train, val = _class_folders(data / "train"), _class_folders(data / "validation")
+        train, val = _class_folders(data / "train", classes), _class_folders(data / "validation", classes)
         _check_classes("train", train, data / "train")
         _check_classes("validation", val, data / "validation")
         if set(train) != set(val):
@@ -78,52 +99,76 @@ def find_splits(data: Path, val_split: Optional[float], seed: int = 0) -> tuple[
             only_val = sorted(set(val) - set(train))
             raise DatasetError(f"class folders differ between train and validation: only in train "
                                f"{only_train or '-'}, only in validation {only_val or '-'}")
-        classes = tuple(sorted(train))
-        pairs = lambda split: [(p, i) for i, c in enumerate(classes) for p in split[c]]  # noqa: E731
-        return classes, pairs(train), pairs(val)
+        names = tuple(sorted(train))
+        pairs = lambda split: [(p, i) for i, c in enumerate(names) for p in split[c]]  # noqa: E731
+        return names, pairs(train), pairs(val)
     if val_split is None:
         raise DatasetError(f"{data}: expected train/ and validation/ folders, or class folders with --val-split 0.2")
     if not 0.0 < val_split < 1.0:
         raise DatasetError(f"--val-split must be between 0 and 1, got {val_split}")
-    folders = _class_folders(data)
+    folders = _class_folders(data, classes)
     _check_classes("all", folders, data)
-    classes = tuple(sorted(folders))
+    names = tuple(sorted(folders))
     train, val = [], []
     rng = random.Random(seed)
-    for i, name in enumerate(classes):
+    for i, name in enumerate(names):
         files = list(folders[name])
         rng.shuffle(files)
         cut = max(1, int(round(len(files) * val_split)))
         val += [(p, i) for p in files[:cut]]
         train += [(p, i) for p in files[cut:]]
-    return classes, train, val
+    return names, train, val
 
 
-def _decode(pairs: list, size: int, interpolation: Interpolation, decode: Decode, skipped: list[str], what: str,
-            progress: Progress) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for done, (path, label) in enumerate(pairs, 1):
-        try:
-            images.append(preprocess(path, size, size, interpolation, decode).pixels.astype(np.uint8))
-            labels.append(label)
-        except EdgeliteError as exc:
-            skipped.append(str(exc))
-        progress(f"decoding {what} images", done, len(pairs))
-    if not images:
+def header_problem(path: Path) -> Optional[str]:
+    """Why `path` cannot be trained on, judged from its header alone (no pixels decoded), or None.
+
+    The messages are the ones `preprocess` gives for the same files; a file whose
+    header is fine but whose data is truncated is found later, while training.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+    except Image.UnidentifiedImageError:
+        return f"{path}: not an image Pillow can read"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return _bomb(path)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return f"{path}: truncated or corrupt image ({exc})"
+    return _bomb(path) if width * height > MAX_PIXELS else None
+
+
+def _bomb(path: Path) -> str:
+    return f"{path}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first"
+
+
+def _readable(pairs: list[Example], skipped: list[str], what: str, progress: Progress) -> list[Example]:
+    with ThreadPoolExecutor(HEADER_THREADS) as pool:
+        problems = []
+        for done, problem in enumerate(pool.map(header_problem, [path for path, _ in pairs]), 1):
+            problems.append(problem)
+            progress(f"checking {what} images", done, len(pairs))
+    skipped += [problem for problem in problems if problem]
+    readable = [pair for pair, problem in zip(pairs, problems) if not problem]
+    if not readable:
         raise DatasetError(f"no readable {what} images")
-    return np.stack(images), np.asarray(labels, dtype=np.int64)
+    return readable
 
 
-def load_dataset(data: Path, size: int, interpolation: Interpolation = "bilinear",
-                 val_split: Optional[float] = None, seed: int = 0, progress: Progress = no_progress,
-                 decode: Decode = "fast") -> Dataset:
-    """Decode a dataset folder at `size`x`size`; unreadable files are skipped and listed."""
-    classes, train, val = find_splits(data, val_split, seed)
+def scan_dataset(data: Path, val_split: Optional[float] = None, seed: int = 0,
+                 classes: Optional[Sequence[str]] = None, progress: Progress = no_progress) -> Dataset:
+    """The readable files of a dataset folder; non-images and bombs are skipped and listed.
+
+    Raises:
+        DatasetError: a bad layout (see `find_splits`), or a class without a readable training image.
+    """
+    names, train, val = find_splits(data, val_split, seed, classes)
     skipped: list[str] = []
-    train_x, train_y = _decode(train, size, interpolation, decode, skipped, "training", progress)
-    val_x, val_y = _decode(val, size, interpolation, decode, skipped, "validation", progress)
-    for i, name in enumerate(classes):
-        if not (train_y == i).any():
+    train = _readable(train, skipped, "training", progress)
+    val = _readable(val, skipped, "validation", progress)
+    for i, name in enumerate(names):
+        if not any(label == i for _, label in train):
             raise DatasetError(f"class {name} has no readable training images")
-    return Dataset(classes, train_x, train_y, val_x, val_y, skipped)
-
+    return Dataset(names, train, val, skipped)

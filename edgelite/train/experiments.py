@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 from edgelite.atomic import write_bytes_atomic
 from edgelite.errors import OptionError
 from edgelite.modes import Progress, no_progress
-from edgelite.train.data import load_dataset
+from edgelite.train.data import scan_dataset
 from edgelite.train.loop import TrainOptions, TrainResult, train
 from edgelite.train.plots import plot_variants
 from edgelite.train.registry import get_family
@@ -48,11 +48,14 @@ def parse_sweep(text: str, config: Any) -> tuple[str, list[Any]]:
 def sweep(family_name: str, parameter: str, values: Sequence[Any], options: TrainOptions,
           overrides: Optional[dict] = None, log: Callable[[str], None] = lambda m: None,
           progress: Progress = no_progress) -> SweepResult:
-    """Train a variant per value in options.out/<parameter>_<value>/, then table, plot and winner."""
+    """Train a variant per value in options.out/<parameter>_<value>/, then table, plot and winner.
+
+    The dataset is scanned once for every variant; with `options.cache`, images decoded for the
+    first variant are read back by the others (at the same size).
+    """
     family = get_family(family_name)
-    base = family.configure(**(overrides or {}))
-    dataset = load_dataset(options.data, base.size, options.interpolation, options.val_split, options.seed, progress,
-                           options.decode)
+    family.configure(**(overrides or {}))  # unknown options fail before anything is read
+    dataset = scan_dataset(options.data, options.val_split, options.seed, options.classes, progress)
     results = []
     for value in values:
         log(f"--- {parameter} = {value}")

@@ -5,32 +5,38 @@ Files in the run folder:
   history.json, history.png               per-epoch metrics, seconds and images/s
   resume.keras                            the last completed epoch with optimizer state, for --resume
 Every file is written atomically, so a run killed at any moment resumes from its
-last completed epoch.
+last completed epoch. Under several workers only the chief writes them.
 """
 
 from __future__ import annotations
 
 import json
 import resource
+import shutil
+import tempfile
 import time
+import warnings
 import zipfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 
 from edgelite import __version__
 from edgelite.atomic import atomic_path, write_bytes_atomic
-from edgelite.errors import OptionError
+from edgelite.errors import EdgeliteError, OptionError, OutputExistsError
 from edgelite.lazy import import_keras
 from edgelite.modes import Decode, Interpolation, MixedPrecision, Progress, check_modes, no_progress
-from edgelite.runtime.metadata import ArtifactMetadata, checkpoint_entries
+from edgelite.runtime.metadata import ArtifactMetadata, checkpoint_entries, read_checkpoint_metadata
 from edgelite.train.augment import AugmentConfig, augmentation_layers
-from edgelite.train.data import Dataset, load_dataset
-from edgelite.train.hardware import Hardware, select_hardware
+from edgelite.train.data import Dataset, scan_dataset
+from edgelite.train.hardware import Hardware, adapt_to_multi_worker, select_hardware
+from edgelite.train.init_from import InitSource, check_compatible, copy_weights, read_init_source, train_entry
 from edgelite.train.plots import plot_history
 from edgelite.train.registry import ModelFamily, get_family
+from edgelite.train.stream import ImageReader, Streams, distributed_datasets, open_readers
 
 RESUME_FILE = "resume.keras"
 RESUME_STATE = "edgelite_state.json"
@@ -52,7 +58,15 @@ class TrainOptions:
         augment: random transforms for training batches.
         interpolation: resize filter, recorded in the checkpoint for the device.
         decode: JPEG decoding ("fast": reduced DCT scale for large photos), recorded likewise.
+        classes: train on these class folders only (at least two), or on all of them.
+        cache: folder of decoded-image caches (uint8, memory-mapped), so later epochs,
+            sweep variants and later runs read pixels instead of decoding them again.
+        init_from: a checkpoint of the same family and classes whose weights start
+            this new run (its own options apply); recorded in history.json.
         resume: continue the run in `out` from its last completed epoch.
+        force: start a new run in an `out` that holds an earlier one, replacing
+            its history and resume file (its checkpoints stay unless a new one
+            has the same name); without it, such a folder is refused.
         mixed_precision: auto (on with a GPU), on or off.
         xla: compile the train step with XLA.
         seed: random seed for weights, shuffling and augmentation.
@@ -67,7 +81,11 @@ class TrainOptions:
     augment: AugmentConfig = AugmentConfig()
     interpolation: Interpolation = "bilinear"
     decode: Decode = "fast"
+    classes: Optional[tuple[str, ...]] = None
+    cache: Optional[Path] = None
+    init_from: Optional[Path] = None
     resume: bool = False
+    force: bool = False
     mixed_precision: MixedPrecision = "auto"
     xla: bool = False
     seed: int = 0
@@ -79,6 +97,12 @@ class TrainOptions:
             raise OptionError(f"--epochs must be at least 1, got {self.epochs}")
         if self.batch_size < 1:
             raise OptionError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.resume and self.force:
+            raise OptionError("--resume continues the run in --out and --force replaces it; pass one of them")
+        if self.classes is not None and len(set(self.classes)) < 2:
+            raise OptionError(f"--classes needs at least two class names, got {', '.join(self.classes) or 'none'}")
+        if self.resume and self.init_from is not None:
+            raise OptionError("--resume continues the run in --out and --init-from starts a new one; pass one of them")
 
 
 @dataclass
@@ -111,33 +135,6 @@ class TrainResult:
         return data
 
 
-def _datasets(tf, data: Dataset, options: TrainOptions, augment, sigmoid: bool):
-    label_type = np.float32 if sigmoid else np.int64
-
-    def pipeline(x: np.ndarray, y: np.ndarray, training: bool):
-        y = y.astype(label_type)
-        shape = (None,) + x.shape[1:]
-
-        def gather(idx):
-            return x[idx].astype(np.float32), y[idx]
-
-        def load(idx):
-            images, labels = tf.numpy_function(gather, [idx], (tf.float32, tf.as_dtype(label_type)))
-            images.set_shape(shape)
-            labels.set_shape((None,))
-            return images, labels
-
-        ds = tf.data.Dataset.from_tensor_slices(np.arange(len(x)))
-        if training:
-            ds = ds.shuffle(len(x), seed=options.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(options.batch_size).map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        if training and augment is not None:
-            ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.prefetch(tf.data.AUTOTUNE)
-
-    return pipeline(data.train_x, data.train_y, True), pipeline(data.val_x, data.val_y, False)
-
-
 def _epoch_callback(keras, run: "_Run"):
     """A Keras callback that hands each finished epoch, with its duration, to `run`."""
 
@@ -159,16 +156,27 @@ class _Run:
         self.best_epoch = 0
         self.best_checkpoint: Optional[Path] = None
         self.phase = "train"
+        self.started_from: Optional[dict] = None  # the checkpoint an --init-from run started from
+        self.readers: tuple[ImageReader, ...] = ()
+        self._reported: set[str] = set()
 
     def state(self) -> dict:
         return {"history": self.history, "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
-                "best_checkpoint": self.best_checkpoint.name if self.best_checkpoint else None}
+                "best_checkpoint": self.best_checkpoint.name if self.best_checkpoint else None,
+                "started_from": self.started_from}
 
     def restore(self, state: dict) -> None:
         self.history = state["history"]
         self.best_accuracy = state["best_accuracy"]
         self.best_epoch = state["best_epoch"]
         self.best_checkpoint = self.out / state["best_checkpoint"] if state["best_checkpoint"] else None
+        self.started_from = state.get("started_from")
+
+    def new_failures(self) -> list[str]:
+        """Messages of files that failed to decode since the last call (their headers looked fine)."""
+        messages = [m for reader in self.readers for m in list(reader.failures.values()) if m not in self._reported]
+        self._reported.update(messages)
+        return messages
 
     def epoch_done(self, model, epoch: int, logs: dict, seconds: float) -> None:
         entry = {"epoch": epoch, "phase": self.phase, "seconds": round(seconds, 3),
@@ -179,10 +187,13 @@ class _Run:
         if accuracy > self.best_accuracy:
             self.best_accuracy, self.best_epoch = accuracy, epoch
             self.best_checkpoint = self.out / f"{self.family}_{epoch:02d}_{accuracy:.3f}.keras"
-            save_keras(model, self.best_checkpoint, checkpoint_entries(self.metadata))
+            save_keras(model, self.best_checkpoint,
+                       {**checkpoint_entries(self.metadata), **train_entry(self.family, self.started_from)})
         # The resume file is the commit point of an epoch: written last, atomically.
         save_keras(model, self.out / RESUME_FILE, {RESUME_STATE: json.dumps(self.state())})
         self.write_history()
+        for message in self.new_failures():
+            self.log(f"skipped: {message}")
         self.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items()
                                                if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
                  + f", {seconds:.1f} s" + (" (best)" if self.best_epoch == epoch else ""))
@@ -190,7 +201,7 @@ class _Run:
     def write_history(self) -> None:
         payload = {"family": self.family, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_accuracy,
                    "best_checkpoint": self.best_checkpoint.name if self.best_checkpoint else None,
-                   "epochs": self.history}
+                   "started_from": self.started_from, "epochs": self.history}
         write_bytes_atomic(self.out / HISTORY_FILE, (json.dumps(payload, indent=2) + "\n").encode())
         plot_history(self.history, self.out / "history.png", title=self.family)
 
@@ -214,43 +225,100 @@ def _compile(model, optimizer, sigmoid: bool, xla: bool) -> None:
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=xla)
 
 
-def _check_run_folder(out: Path, resume: bool) -> None:
-    """A run folder holds one run: a new run needs a fresh one, --resume an unfinished one."""
-    resume_file = out / RESUME_FILE
-    if resume_file.exists() and not resume:
-        raise OptionError(f"{out} holds an earlier run; pass --resume to continue it, or choose another --out")
+def _check_run_folder(out: Path, resume: bool, force: bool, size: int) -> None:
+    """A run folder holds one run: a new run needs a fresh one (or --force), --resume an unfinished one."""
+    resume_file, history_file = out / RESUME_FILE, out / HISTORY_FILE
+    if out.exists() and not out.is_dir():
+        raise OptionError(f"--out {out} is a file; expected a run folder (new or existing)")
+    if resume_file.exists() and not resume and not force:
+        raise OutputExistsError(f"{out} holds an earlier run; pass --resume to continue it, --force to replace "
+                                f"its {RESUME_FILE} and {HISTORY_FILE}, or choose another --out")
+    if history_file.exists() and not resume and not force:
+        raise OutputExistsError(f"{history_file} already exists (a finished run); pass --force to start a new run "
+                                "over it, or choose another --out")
     if resume and not resume_file.exists():
         raise OptionError(f"nothing to resume: {resume_file} does not exist")
+    if force and not resume:
+        # resume.keras is the earlier run's commit point: left in place, a kill before this run's
+        # first epoch would make --resume continue the earlier run.
+        resume_file.unlink(missing_ok=True)
     if resume:
+        _check_resume_size(out, size)
         # A killed run can leave the temp file of an atomic write behind; its target is intact.
         for stale in list(out.glob(".*.tmp")) + list(out.glob(".*.keras.*.keras")):
             stale.unlink()
 
 
+def _check_resume_size(out: Path, size: int) -> None:
+    """Refuse, before the dataset is decoded, a --size that differs from the run being resumed."""
+    try:
+        with zipfile.ZipFile(out / RESUME_FILE) as archive:
+            best = json.loads(archive.read(RESUME_STATE)).get("best_checkpoint")
+        stored = read_checkpoint_metadata(out / best) if best and (out / best).is_file() else None
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, EdgeliteError):
+        return  # the model's own input is checked once it is loaded
+    if stored is not None:
+        _same_size(out, size, (stored.input_height, stored.input_width))
+
+
+def _same_size(out: Path, size: int, resumed: tuple[int, int]) -> None:
+    if resumed != (size, size):
+        raise OptionError(f"--size {size} differs from the run in {out}, which trains at {resumed[0]}x{resumed[1]}; "
+                          f"resume with --size {resumed[0]}, or start a new run with --force or another --out")
+
+
 def _build_or_resume(keras, family: ModelFamily, config, options: TrainOptions, hardware: Hardware, run: _Run,
-                     classes: int, sigmoid: bool, log: Log):
-    """The model to fit: restored with its optimizer and history from resume.keras, or new."""
+                     classes: int, sigmoid: bool, log: Log, source: Optional[InitSource] = None):
+    """The model to fit: restored with its optimizer and history from resume.keras, or new (from `source`'s weights)."""
     with hardware.strategy.scope():
         if options.resume:
             resume_file = Path(options.out) / RESUME_FILE
             model = keras.saving.load_model(resume_file, compile=True, safe_mode=True)
+            _same_size(Path(options.out), config.size, tuple(model.input_shape[1:3]))
             with zipfile.ZipFile(resume_file) as archive:
                 run.restore(json.loads(archive.read(RESUME_STATE)))
             log(f"resuming after epoch {len(run.history)}")
             return model
         model = family.build(config, classes)
+        if source is not None:
+            copy_weights(keras, model, source)
+            run.started_from = source.record()
+            log(f"starting from the weights of {source.path}")
         _compile(model, family.optimizer(config), sigmoid, options.xla)
         return model
+
+
+def _fit(model, streams: Streams, options: TrainOptions, **kwargs) -> None:
+    with warnings.catch_warnings():
+        # A streamed split has no length known up front (a file may fail to decode): Keras finds each
+        # epoch's end by running out of data, as intended here, and would warn about it every time.
+        warnings.filterwarnings("ignore", message="Your input ran out of data")
+        model.fit(streams.train, validation_data=streams.val, steps_per_epoch=streams.train_steps,
+                  validation_steps=streams.val_steps, verbose=options.verbose, shuffle=False, **kwargs)
+
+
+@contextmanager
+def _write_folder(out: Path, chief: bool) -> Iterator[Path]:
+    """Where this process writes: the run folder for the chief, a temporary one for the other workers."""
+    if chief:
+        out.mkdir(parents=True, exist_ok=True)
+        yield out
+        return
+    # tf.distribute's pattern: every worker saves (saving may take part in collectives), only the chief's files stay.
+    temp = Path(tempfile.mkdtemp(prefix="edgelite-worker-"))
+    try:
+        yield temp
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def _fit_phases(keras, model, family: ModelFamily, config, overrides: dict, options: TrainOptions,
                 hardware: Hardware, run: _Run, datasets, sigmoid: bool, log: Log) -> None:
     """The first phase for options.epochs, then the family's fine-tuning phase, if it has one."""
-    train_ds, val_ds = datasets
     recorder = _epoch_callback(keras, run)
+    adapt_to_multi_worker(model, hardware.strategy)
     if len(run.history) < options.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=options.epochs, initial_epoch=len(run.history),
-                  callbacks=[recorder], verbose=options.verbose, shuffle=False)
+        _fit(model, datasets, options, epochs=options.epochs, initial_epoch=len(run.history), callbacks=[recorder])
     plan = family.fine_tune(config)
     if plan is None or len(run.history) >= options.epochs + plan.epochs:
         return
@@ -261,8 +329,8 @@ def _fit_phases(keras, model, family: ModelFamily, config, overrides: dict, opti
             plan.unfreeze(model)
             _compile(model, family.optimizer(family.configure(**{**overrides, "lr": low_lr})), sigmoid, options.xla)
         log(f"{plan.description} at lr {low_lr:g}")
-    model.fit(train_ds, validation_data=val_ds, epochs=options.epochs + plan.epochs,
-              initial_epoch=len(run.history), callbacks=[recorder], verbose=options.verbose, shuffle=False)
+    _fit(model, datasets, options, epochs=options.epochs + plan.epochs, initial_epoch=len(run.history),
+         callbacks=[recorder])
 
 
 def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = None,
@@ -274,39 +342,51 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
         family_name: a registered family ("xception", "scratch", ...).
         options: data, run folder, epochs and the rest of TrainOptions.
         overrides: config values of the family to change (size, lr, inner, ...).
-        dataset: an already decoded dataset at the right size (experiments reuse one).
-        log: receives one line per event (devices, dataset, each epoch).
-        progress: receives (description, done, total) while images are decoded.
+        dataset: an already scanned dataset (experiments reuse one).
+        log: receives one line per event (devices, dataset, each epoch, skipped files).
+        progress: receives (description, done, total) while image headers are checked.
 
     Raises:
         EdgeliteError: bad options or dataset, or a run folder that needs --resume.
     """
     family = get_family(family_name)
     overrides = dict(overrides or {})
+    source = read_init_source(options.init_from, family.name) if options.init_from is not None else None
+    if source is not None:
+        overrides.setdefault("size", source.metadata.input_height)
     config = family.configure(**overrides)
     out = Path(options.out)
-    _check_run_folder(out, options.resume)
+    _check_run_folder(out, options.resume, options.force, config.size)
     tf, keras = import_keras("train")
     keras.utils.set_random_seed(options.seed)
     hardware = select_hardware(options.mixed_precision)
     log(f"devices: {hardware.description}")
-    data = dataset or load_dataset(options.data, config.size, options.interpolation, options.val_split,
-                                   options.seed, progress, options.decode)
+    data = dataset or scan_dataset(options.data, options.val_split, options.seed, options.classes, progress)
     log(f"data: {data.summary()}")
     for message in data.skipped:
         log(f"skipped: {message}")
+    if source is not None:
+        check_compatible(source, data.classes, config.size)
     sigmoid = len(data.classes) == 2
     metadata = ArtifactMetadata(
         labels=data.classes, input_height=config.size, input_width=config.size, input_scaling="none",
         graph_scaling=family.scaling, interpolation=options.interpolation, decode=options.decode,
         output_kind="sigmoid" if sigmoid else "softmax", precision="float32", edgelite_version=__version__)
-    out.mkdir(parents=True, exist_ok=True)
-    run = _Run(out, family.name, metadata, len(data.train_y), log)
+    readers = open_readers(data, config.size, options.interpolation, options.decode, options.cache)
     augment = augmentation_layers(options.augment, config.size, options.seed)
-    datasets = _datasets(tf, data, options, augment, sigmoid)
-    model = _build_or_resume(keras, family, config, options, hardware, run, len(data.classes), sigmoid, log)
-    _fit_phases(keras, model, family, config, overrides, options, hardware, run, datasets, sigmoid, log)
-    run.write_history()
+    datasets = distributed_datasets(tf, hardware.strategy, readers, options.batch_size, options.seed, sigmoid,
+                                    augment, hardware.workers)
+    with _write_folder(out, hardware.chief) as folder:
+        run = _Run(folder, family.name, metadata, len(data.train), log)
+        run.readers = readers
+        model = _build_or_resume(keras, family, config, options, hardware, run, len(data.classes), sigmoid, log,
+                                 source)
+        _fit_phases(keras, model, family, config, overrides, options, hardware, run, datasets, sigmoid, log)
+        run.write_history()
+    for message in run.new_failures():
+        log(f"skipped: {message}")
+    final = data.without(readers[0].failures, readers[1].failures)
+    best = out / run.best_checkpoint.name if run.best_checkpoint else None  # the chief's, for every worker
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    return TrainResult(out, family.name, asdict(config), hardware.description, data.summary(),
-                       run.best_checkpoint, run.best_accuracy, run.best_epoch, run.history, peak)
+    return TrainResult(out, family.name, asdict(config), hardware.description, final.summary(),
+                       best, run.best_accuracy, run.best_epoch, run.history, peak)

@@ -1,6 +1,6 @@
-"""The built-in model families: the Xception transfer model and the course's small CNN.
+"""The built-in model families: the Xception transfer model, a small Xception trained from scratch, the course's CNN.
 
-Builders import Keras lazily; both take raw 0-255 RGB and scale inside the
+Builders import Keras lazily; all take raw 0-255 RGB and scale inside the
 graph, so the saved model and every artifact made from it take raw pixels.
 """
 
@@ -129,3 +129,89 @@ def build_scratch(config: ScratchConfig, num_classes: int):
     units, activation = _head_activation(num_classes)
     outputs = keras.layers.Dense(units, activation=activation, dtype="float32", name="classifier")(x)
     return keras.Model(inputs, outputs, name="scratch_cnn")
+
+
+@dataclass(frozen=True)
+class XceptionMiniConfig:
+    """A small Xception trained from scratch: entry convolutions, separable blocks with strided 1x1 residuals.
+
+    Attributes:
+        size: input side in pixels.
+        lr: Adam learning rate.
+        entry: filters of the two entry convolutions (the second is twice this).
+        widths: filters of each downsampling block, as "48,96,192,256" (one block per value).
+        middle: identity-residual blocks at the last width (Xception's middle flow).
+        exit: filters of the last separable convolution before pooling.
+        dropout: dropout before the classifier.
+    """
+
+    size: int = 112
+    lr: float = 0.002
+    entry: int = 16
+    widths: str = "48,96,192,256"
+    middle: int = 1
+    exit: int = 320
+    dropout: float = 0.3
+
+
+def _mini_adam(config: XceptionMiniConfig):
+    return _keras().optimizers.Adam(learning_rate=config.lr)
+
+
+def _mini_widths(config: XceptionMiniConfig) -> list[int]:
+    try:
+        widths = [int(part) for part in config.widths.split(",") if part.strip()]
+    except ValueError:
+        widths = []
+    if not widths or min(widths) < 1:
+        raise OptionError(f"widths must be positive integers like 48,96,192,256, got {config.widths!r}")
+    return widths
+
+
+@register_model("xception_mini", XceptionMiniConfig(), "small Xception-style CNN from scratch: entry "
+                "convolutions, depthwise-separable blocks with batch norm and strided 1x1 residual adds, "
+                "global pooling", optimizer=_mini_adam, scaling="xception",
+                smoke={"size": 32, "entry": 8, "widths": "16,32", "middle": 1, "exit": 32})
+def build_xception_mini(config: XceptionMiniConfig, num_classes: int):
+    keras = _keras()
+    layers = keras.layers
+    if not 0.0 <= config.dropout < 1.0:
+        raise OptionError(f"dropout must be in [0, 1), got {config.dropout}")
+    widths = _mini_widths(config)
+
+    def bn(name):
+        return layers.BatchNormalization(name=f"{name}_bn")
+
+    inputs = keras.Input((config.size, config.size, 3), name="image")
+    x = layers.Rescaling(1.0 / 127.5, offset=-1.0, name="xception_scaling")(inputs)
+    x = layers.Conv2D(config.entry, 3, strides=2, padding="same", use_bias=False, name="entry1")(x)
+    x = layers.Activation("relu", name="entry1_relu")(bn("entry1")(x))
+    x = layers.Conv2D(2 * config.entry, 3, padding="same", use_bias=False, name="entry2")(x)
+    x = layers.Activation("relu", name="entry2_relu")(bn("entry2")(x))
+    for index, width in enumerate(widths, start=1):
+        name = f"block{index}"
+        residual = layers.Conv2D(width, 1, strides=2, padding="same", use_bias=False, name=f"{name}_shortcut")(x)
+        residual = bn(f"{name}_shortcut")(residual)
+        if index > 1:  # as in Xception: the first block follows the entry ReLU directly
+            x = layers.Activation("relu", name=f"{name}_relu1")(x)
+        x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=f"{name}_sep1")(x)
+        x = layers.Activation("relu", name=f"{name}_relu2")(bn(f"{name}_sep1")(x))
+        x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False, name=f"{name}_sep2")(x)
+        x = bn(f"{name}_sep2")(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{name}_pool")(x)
+        x = layers.Add(name=f"{name}_add")([x, residual])
+    for index in range(1, config.middle + 1):
+        name = f"middle{index}"
+        residual = x
+        for step in (1, 2):
+            x = layers.Activation("relu", name=f"{name}_relu{step}")(x)
+            x = layers.SeparableConv2D(widths[-1], 3, padding="same", use_bias=False, name=f"{name}_sep{step}")(x)
+            x = bn(f"{name}_sep{step}")(x)
+        x = layers.Add(name=f"{name}_add")([x, residual])
+    x = layers.SeparableConv2D(config.exit, 3, padding="same", use_bias=False, name="exit_sep")(x)
+    x = layers.Activation("relu", name="exit_relu")(bn("exit_sep")(x))
+    x = layers.GlobalAveragePooling2D(name="pooling")(x)
+    x = layers.Dropout(config.dropout, name="dropout")(x)
+    units, activation = _head_activation(num_classes)
+    outputs = layers.Dense(units, activation=activation, dtype="float32", name="classifier")(x)
+    return keras.Model(inputs, outputs, name="xception_mini")

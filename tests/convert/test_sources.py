@@ -42,9 +42,10 @@ def test_h5_without_preprocessing_or_labels_asks_for_them(tmp_path, color_data):
     options = ConvertOptions(formats=("onnx",), precisions=("float32",), check=color_data / "validation")
     with pytest.raises(OptionError, match="does not say how its pixels are scaled; pass --preprocess"):
         convert(h5, tmp_path / "out", options)
-    with pytest.raises(OptionError, match="does not record its class labels; pass --labels"):
+    # a flat folder has no class folders to take labels from (tests/convert/test_labels_from_folders.py)
+    with pytest.raises(OptionError, match="does not record its class labels .*; pass --labels"):
         convert(h5, tmp_path / "out", ConvertOptions(formats=("onnx",), precisions=("float32",),
-                                                     check=color_data / "validation", preprocess="rescale"))
+                                                     check=color_data / "validation" / "red", preprocess="rescale"))
     assert not (tmp_path / "out").exists()
 
 

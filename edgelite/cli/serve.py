@@ -1,0 +1,72 @@
+"""`edgelite serve`: any artifact as an HTTP inference service, with a page to try it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgelite.cli.common import note
+from edgelite.serve.options import ServeOptions
+
+DEFAULTS = ServeOptions()
+
+
+@click.command("serve")
+@click.argument("model_paths", metavar="MODEL...", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 for every interface).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of each model's interpreter.")
+@click.option("--max-batch", default=DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1),
+              help="Most images run as one inference call.")
+@click.option("--max-delay-ms", default=DEFAULTS.max_delay_ms, show_default=True, type=click.FloatRange(min=0),
+              help="How long a request waits for others to share its batch.")
+@click.option("--max-upload-mb", default=DEFAULTS.max_upload_mb, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Largest request body (larger: 413).")
+@click.option("--max-queue", default=DEFAULTS.max_queue, show_default=True, type=click.IntRange(min=1),
+              help="Most requests one model holds at once (more: 503 with Retry-After).")
+@click.option("--decode-workers", type=click.IntRange(min=1), help="Threads decoding images [default: up to 4].")
+@click.option("--top-k", default=DEFAULTS.top_k, show_default=True, type=click.IntRange(min=1),
+              help="Classes in a /predict answer when the request does not say.")
+@click.option("--reload-on-change", is_flag=True,
+              help="Swap in a changed model file once it loads and passes a test prediction.")
+@click.option("--drain-timeout", default=DEFAULTS.drain_timeout_s, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds in-flight requests get to finish after SIGTERM.")
+def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, max_batch: int,
+                  max_delay_ms: float, max_upload_mb: float, max_queue: int, decode_workers, top_k: int,
+                  reload_on_change: bool, drain_timeout: float) -> None:
+    """Serve .tflite or .onnx artifacts over HTTP until SIGTERM or Ctrl+C.
+
+    \b
+    Endpoints:
+      GET  /                         a page to drop a photo on and see its classes
+      POST /predict                  an image (raw body or multipart field 'file'),
+                                     ?top_k=N; /models/NAME/predict for each model
+      GET  /v2/health/live|ready     the KServe v2 / Triton inference protocol:
+      GET  /v2/models/NAME           metadata, and
+      POST /v2/models/NAME/infer     tensors (pixels or encoded images)
+      GET  /metrics                  Prometheus metrics
+
+    Models are named after their files (scratch_int8.tflite is scratch_int8);
+    /predict uses the first. Requests arriving within --max-delay-ms run as one
+    batch. SIGTERM finishes the requests in flight, then exits 0.
+
+    \b
+    Example:
+      edgelite serve artifacts/model_int8.tflite --port 8000
+      curl -F file=@photo.jpg http://127.0.0.1:8000/predict
+    """
+    from edgelite.serve import create_app, load_models, run
+
+    options = ServeOptions(threads=threads, max_batch=max_batch, max_delay_ms=max_delay_ms,
+                           max_upload_mb=max_upload_mb, max_queue=max_queue, decode_workers=decode_workers,
+                           top_k=top_k, reload_on_change=reload_on_change, drain_timeout_s=drain_timeout)
+    models = load_models(model_paths, threads=threads)
+    for name, model in models.items():
+        for message in model.assumptions:
+            note(f"{name}: {message}")
+    run(create_app(models, options), host, port, options)
+
+
+COMMANDS = [serve_command]

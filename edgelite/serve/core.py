@@ -1,0 +1,299 @@
+"""The one inference core under every protocol: admission, decoding, dynamic batching, hot swap.
+
+Each served model has a `ModelCore`: a bounded count of requests it holds
+(one more is refused with 503), a batcher that runs the requests arriving
+within `max_delay_ms` as one call of up to `max_batch` images on the model's
+own inference thread (one LiteRT interpreter, or the shared onnxruntime
+session), and the model itself, which `swap` replaces between two batches.
+Images are decoded on a thread pool shared by all models, never on the event
+loop. Protocol modules (`predict_api`, `v2`) only turn requests into pixels
+and results into answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+
+import numpy as np
+
+from edgelite.errors import ImageError, ModelFileError, OptionError, RequestError
+from edgelite.runtime import Model, PreparedImage, load
+from edgelite.serve.metrics import Metrics
+from edgelite.serve.options import ServeOptions
+
+log = logging.getLogger("edgelite.serve")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What one request gets back from a batch: its rows of class scores and how they were made."""
+
+    scores: np.ndarray
+    model: Model
+    batch_size: int
+    queue_ms: float
+    inference_ms: float
+
+
+@dataclass
+class _Job:
+    pixels: np.ndarray  # (n, H, W, 3) raw 0-255 float32
+    model: Model
+    future: asyncio.Future
+    enqueued: float
+
+
+def check_model(model: Model) -> np.ndarray:
+    """Run one grey image through a model; raise ModelFileError unless it gives one finite score per label."""
+    grey = np.full((1, model.height, model.width, 3), 128.0, dtype=np.float32)
+    scores = model.class_scores(model.run(grey))
+    if scores.shape != (1, len(model.labels)) or not np.all(np.isfinite(scores)):
+        raise ModelFileError(f"{model.path.name}: a test prediction gave scores of shape {scores.shape} "
+                             f"with values {scores.ravel()[:4]}..., expected {len(model.labels)} finite scores")
+    return scores
+
+
+class ModelCore:
+    """One served model: its admission count, its batcher and its inference thread."""
+
+    def __init__(self, name: str, model: Model, options: ServeOptions, decode_pool: ThreadPoolExecutor,
+                 metrics: Metrics):
+        self.name = name
+        self.model = model
+        self.options = options
+        self.metrics = metrics
+        self._decode_pool = decode_pool
+        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"edgelite-infer-{name}")
+        self._waiting: deque[_Job] = deque()
+        self._waiting_rows = 0
+        self._arrived = asyncio.Event()
+        self._held = 0
+        self._task: Optional[asyncio.Task] = None
+        metrics.queue_depth.labels(model=name).set(0)
+
+    # -- admission ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the model's `max_queue` places for a request, or refuse it with 503."""
+        if self._held >= self.options.max_queue:
+            raise RequestError(503, "queue_full",
+                               f"model {self.name!r} is full: it holds {self._held} of {self.options.max_queue} "
+                               f"requests (--max-queue); retry in {self.options.retry_after_s} s",
+                               {"Retry-After": str(self.options.retry_after_s)})
+        self._held += 1
+        self.metrics.queue_depth.labels(model=self.name).set(self._held)
+        try:
+            yield
+        finally:
+            self._held -= 1
+            self.metrics.queue_depth.labels(model=self.name).set(self._held)
+            self._arrived.set()  # a batch waiting for this request need not wait any longer
+
+    @property
+    def held(self) -> int:
+        """Requests the model holds now."""
+        return self._held
+
+    # -- off the event loop -------------------------------------------------------
+    async def in_decode_pool(self, function: Callable[..., T], *args) -> T:
+        """Run CPU work (decoding, parsing tensors) on the shared decode threads."""
+        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, function, *args)
+
+    async def decode(self, data: Union[bytes, np.ndarray], what: str = "the upload",
+                     model: Optional[Model] = None) -> tuple[PreparedImage, Model]:
+        """Decode and resize one image for a model (the current one by default); a bad image is a 400."""
+        model = model or self.model
+        try:
+            prepared = await self.in_decode_pool(model.prepare, data)
+        except ImageError as exc:
+            message = str(exc).replace("image bytes: ", f"{what}: ", 1)
+            reason = "bomb" if "decompression bomb" in message else "bad_image"
+            raise RequestError(400, reason, message) from None
+        prepared.notes = [note.replace("image bytes: ", f"{what}: ", 1) for note in prepared.notes]
+        return prepared, model
+
+    # -- batching ----------------------------------------------------------------
+    async def infer(self, pixels: np.ndarray, model: Optional[Model] = None) -> BatchResult:
+        """Class scores for (n, H, W, 3) raw pixels, run in a batch with other requests' images."""
+        model = model or self.model
+        if pixels.ndim != 4 or pixels.shape[1:] != (model.height, model.width, 3):
+            raise OptionError(f"expected pixels of shape (n, {model.height}, {model.width}, 3), got {pixels.shape}")
+        if not 1 <= len(pixels) <= self.options.max_batch:
+            raise OptionError(f"expected 1 to {self.options.max_batch} images (--max-batch), got {len(pixels)}")
+        loop = asyncio.get_running_loop()
+        job = _Job(pixels, model, loop.create_future(), loop.time())
+        self._waiting.append(job)
+        self._waiting_rows += len(pixels)
+        self._arrived.set()
+        return await job.future
+
+    async def start(self) -> None:
+        """Warm the model up on its inference thread, then start the batcher."""
+        await asyncio.get_running_loop().run_in_executor(self._infer_pool, check_model, self.model)
+        self._task = asyncio.create_task(self._batch_loop(), name=f"edgelite-batcher-{self.name}")
+
+    async def stop(self) -> None:
+        """Stop the batcher; requests still waiting (none after a drain) get an error."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for job in self._waiting:
+            if not job.future.done():
+                job.future.set_exception(RuntimeError("the service is shutting down"))
+        self._waiting.clear()
+        self._infer_pool.shutdown(wait=True)
+
+    async def _batch_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        delay = self.options.max_delay_ms / 1000.0
+        while True:
+            while not self._waiting:
+                self._arrived.clear()
+                await self._arrived.wait()
+            # The oldest request waits at most max_delay_ms for others, counted from its arrival, and only
+            # while other admitted requests are still being read or decoded: alone, it runs at once.
+            deadline = self._waiting[0].enqueued + delay
+            while self._waiting_rows < self.options.max_batch and self._held > len(self._waiting):
+                timeout = deadline - loop.time()
+                if timeout <= 0:
+                    break
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), timeout)
+                except asyncio.TimeoutError:
+                    break
+            try:
+                await self._run(self._take())
+            except Exception:  # a bug here must not stop the batcher: log it and serve the next batch
+                log.exception("batcher of model %s failed", self.name)
+
+    def _take(self) -> list[_Job]:
+        """The oldest jobs for one model object, up to max_batch images (always at least one job)."""
+        first = self._waiting.popleft()
+        batch, rows = [first], len(first.pixels)
+        while self._waiting and self._waiting[0].model is first.model \
+                and rows + len(self._waiting[0].pixels) <= self.options.max_batch:
+            job = self._waiting.popleft()
+            batch.append(job)
+            rows += len(job.pixels)
+        self._waiting_rows -= rows
+        return batch
+
+    async def _run(self, batch: list[_Job]) -> None:
+        loop = asyncio.get_running_loop()
+        model = batch[0].model
+        pixels = np.concatenate([job.pixels for job in batch]) if len(batch) > 1 else batch[0].pixels
+        started = loop.time()
+        try:
+            scores = await loop.run_in_executor(self._infer_pool, _scores, model, pixels)
+        except Exception as exc:
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        took = loop.time() - started
+        self.metrics.batch_size.labels(model=self.name).observe(len(pixels))
+        self.metrics.inference_seconds.labels(model=self.name).observe(took)
+        row = 0
+        for job in batch:
+            rows = scores[row:row + len(job.pixels)]
+            row += len(job.pixels)
+            if not job.future.done():  # its client may have gone away
+                job.future.set_result(BatchResult(rows, model, len(pixels), (started - job.enqueued) * 1000.0,
+                                                  took * 1000.0))
+
+    # -- hot swap -----------------------------------------------------------------
+    async def swap(self, new: Model) -> None:
+        """Check a new model on the inference thread, then serve it; raises if the check fails."""
+        await asyncio.get_running_loop().run_in_executor(self._infer_pool, check_model, new)
+        old, self.model = self.model, new
+        log.info("model %s: now serving %s (%s, %s)", self.name, new.path, _precision(new), new.backend_name)
+        del old  # jobs already queued keep their own reference until their batch has run
+
+
+def _scores(model: Model, pixels: np.ndarray) -> np.ndarray:
+    return model.class_scores(model.run(pixels))
+
+
+def _precision(model: Model) -> str:
+    return model.metadata.precision if model.metadata else "unknown precision"
+
+
+def model_names(models: Union[Mapping[str, Model], Sequence[Model]]) -> dict[str, Model]:
+    """Models by name: as given, or each file's name without its suffix; names must be unique URL parts."""
+    if isinstance(models, Mapping):
+        named = dict(models)
+    else:
+        named = {}
+        for model in models:
+            name = Path(model.path).stem
+            if name in named:
+                raise OptionError(f"two models are named {name!r} ({named[name].path} and {model.path}); "
+                                  "serve files with different names")
+            named[name] = model
+    if not named:
+        raise OptionError("no model to serve; give at least one .tflite or .onnx file")
+    for name in named:
+        if not name or "/" in name or name.startswith("."):
+            raise OptionError(f"model name {name!r} cannot be part of a URL; rename the file")
+    return named
+
+
+def load_models(paths: Sequence[Union[str, Path]], threads: Optional[int] = None) -> dict[str, Model]:
+    """Load each artifact and run a test prediction; models named after their files.
+
+    Raises:
+        ModelFileError: a file is missing, corrupt, or gives no finite scores.
+        OptionError: two files have the same name.
+    """
+    named = model_names([load(path, threads=threads) for path in paths])
+    for model in named.values():
+        check_model(model)
+    return named
+
+
+class InferenceCore:
+    """Every served model's `ModelCore`, the shared decode pool and the metrics."""
+
+    def __init__(self, models: Union[Mapping[str, Model], Sequence[Model]], options: ServeOptions,
+                 metrics: Optional[Metrics] = None):
+        named = model_names(models)
+        self.options = options
+        self.metrics = metrics or Metrics(options)
+        workers = options.decode_workers or min(4, os.cpu_count() or 1)
+        self.decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="edgelite-decode")
+        self.models = {name: ModelCore(name, model, options, self.decode_pool, self.metrics)
+                       for name, model in named.items()}
+        self.default = next(iter(self.models))
+        self.ready = False
+
+    def get(self, name: Optional[str] = None) -> ModelCore:
+        """The core of a model by name (the first model when None); 404 when there is no such model."""
+        core = self.models.get(self.default if name is None else name)
+        if core is None:
+            raise RequestError(404, "unknown_model", f"no model named {name!r}; this server has "
+                                                     + ", ".join(repr(n) for n in self.models))
+        return core
+
+    async def start(self) -> None:
+        """Warm every model up and start the batchers."""
+        for core in self.models.values():
+            await core.start()
+        self.ready = True
+
+    async def stop(self) -> None:
+        """Stop the batchers and the decode pool."""
+        self.ready = False
+        for core in self.models.values():
+            await core.stop()
+        self.decode_pool.shutdown(wait=True)

@@ -1,0 +1,161 @@
+"""What both protocols share on the HTTP side: bounded body reading, JSON errors, the request log."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+import uuid
+from typing import Awaitable, Callable, Optional
+
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from edgelite.errors import ImageError, OptionError, RequestError
+from edgelite.serve.metrics import Metrics
+from edgelite.serve.predict_format import too_large
+
+log = logging.getLogger("edgelite.serve")
+access_log = logging.getLogger("edgelite.serve.access")
+
+REQUEST_ID = "edgelite.request_id"
+MODEL = "edgelite.model"
+BATCH = "edgelite.batch"
+REASON = "edgelite.reason"
+CLIENT_GONE = 499  # nginx's code for a client that closed the connection before the answer
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to be over `max_bytes`."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_bytes:
+        raise too_large(max_bytes)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large(max_bytes)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def error_response(request: Request, status: int, reason: str, message: str,
+                   headers: Optional[dict] = None) -> JSONResponse:
+    """`{"error": message}` with a status; the reason goes to the metrics."""
+    request.scope[REASON] = reason
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def answers_errors(handler: Handler) -> Handler:
+    """Turn refusals and bad input into 4xx JSON answers; anything else reaches `RequestLog` as a 500."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            return error_response(request, exc.status, exc.reason, str(exc), exc.headers)
+        except ImageError as exc:
+            return error_response(request, 400, "bad_image", str(exc))
+        except OptionError as exc:
+            return error_response(request, 400, "bad_request", str(exc))
+        except ClientDisconnect:
+            return error_response(request, CLIENT_GONE, "client_gone", "the client closed the connection")
+
+    return endpoint
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405) as JSON, like every other error."""
+    assert isinstance(exc, HTTPException)
+    reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
+    return error_response(request, exc.status_code, reason, str(exc.detail), dict(exc.headers or {}))
+
+
+def json_body(data: bytes) -> object:
+    """Parse a JSON request body; a 400 that says where it broke."""
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+
+
+def _printable(text: str) -> str:
+    """Text safe for one log line: control characters and non-ASCII escaped."""
+    return text.encode("unicode_escape").decode("ascii").replace('"', '\\"')
+
+
+def _route_template(scope: Scope) -> str:
+    """The matched route's template ("/models/{name}/predict"), never the raw path: metric labels stay few."""
+    route = scope.get("route")
+    if route is None:  # Starlette versions that do not record the route
+        from starlette.routing import Match
+
+        routes = getattr(scope.get("app"), "routes", ())
+        route = next((r for r in routes if r.matches(scope)[0] == Match.FULL), None)
+    return getattr(route, "path", None) or "unmatched"
+
+
+class RequestLog:
+    """ASGI middleware: a request id, one access-log line and the metrics of every request.
+
+    An exception no handler answered is logged with its trace and the request
+    id, and the client gets a 500 naming that id; the server goes on serving.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope[REQUEST_ID] = request_id
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("request %s (%s %s) failed", request_id, scope["method"], _printable(scope["path"]))
+            scope[REASON] = "internal"
+            if status == 0:
+                body = json.dumps({"error": f"internal error; the server log has the details under request id "
+                                            f"{request_id}", "request_id": request_id}).encode()
+                await send_with_id({"type": "http.response.start", "status": 500,
+                                    "headers": [(b"content-type", b"application/json"),
+                                                (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            self._record(scope, status or 500, time.perf_counter() - started, request_id)
+
+    def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
+        route = _route_template(scope)
+        self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
+        self.metrics.latency.labels(route=route).observe(seconds)
+        if status >= 400:
+            self.metrics.errors.labels(route=route, reason=scope.get(REASON, f"http_{status}")).inc()
+        client = scope.get("client")
+        where = f"{client[0]}:{client[1]}" if client else "-"
+        query = scope.get("query_string", b"").decode("latin-1")
+        target = _printable(scope["path"] + (f"?{query}" if query else ""))
+        extra = "".join(f" {key}={scope[name]}" for key, name in (("model", MODEL), ("batch", BATCH))
+                        if name in scope)
+        access_log.info('%s "%s %s HTTP/%s" %d %.1fms id=%s%s', where, scope["method"], target,
+                        scope.get("http_version", "1.1"), status, seconds * 1000.0, request_id, extra)

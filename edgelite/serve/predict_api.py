@@ -1,0 +1,62 @@
+"""Our own protocol: `POST /predict` (and `/models/{name}/predict`) with an image, ranked classes back."""
+
+from __future__ import annotations
+
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from edgelite.serve.core import InferenceCore, ModelCore
+from edgelite.serve.http import BATCH, MODEL, answers_errors, read_body
+from edgelite.serve.predict_format import check_upload_type, image_bytes, predict_answer, top_k
+
+
+def routes(core: InferenceCore) -> list[Route]:
+    """The routes of the /predict protocol over one inference core."""
+
+    @answers_errors
+    async def predict(request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        model_core = core.get(request.path_params.get("name"))
+        request.scope[MODEL] = model_core.name
+        k = top_k(request.query_params, core.options.top_k)
+        content_type = request.headers.get("content-type")
+        check_upload_type(content_type)
+        limit = core.options.max_upload_bytes
+        with model_core.slot():
+            body = await read_body(request, limit)
+            read = time.perf_counter()
+            data = image_bytes(content_type, body, limit)
+            prepared, model = await model_core.decode(data)
+            decoded = time.perf_counter()
+            result = await model_core.infer(prepared.pixels[None], model)
+        request.scope[BATCH] = result.batch_size
+        ranked = model.rank(result.scores, k)[0]
+        timing = {"read": (read - started) * 1000.0, "decode": (decoded - read) * 1000.0,
+                  "queue": result.queue_ms, "inference": result.inference_ms,
+                  "total": (time.perf_counter() - started) * 1000.0}
+        return JSONResponse(predict_answer(model_core.name, ranked, prepared.notes, timing))
+
+    @answers_errors
+    async def models(request: Request) -> JSONResponse:
+        return JSONResponse({"default": core.default,
+                             "models": [describe(model_core) for model_core in core.models.values()]})
+
+    return [Route("/predict", predict, methods=["POST"]),
+            Route("/models/{name}/predict", predict, methods=["POST"]),
+            Route("/models", models, methods=["GET"])]
+
+
+def describe(model_core: ModelCore) -> dict:
+    """What a client needs to know about a served model (also the v2 metadata's `edgelite` part)."""
+    model = model_core.model
+    meta = model.metadata
+    return {"name": model_core.name, "file": model.path.name, "format": model.format,
+            "backend": model.backend_name, "labels": list(model.labels),
+            "input_height": model.height, "input_width": model.width,
+            "precision": meta.precision if meta else None,
+            "source_sha256": meta.source_sha256 if meta else None,
+            "edgelite_version": meta.edgelite_version if meta else None,
+            "assumptions": list(model.assumptions)}

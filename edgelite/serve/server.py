@@ -1,0 +1,55 @@
+"""Run an app with uvicorn: one access line per request, and SIGTERM drains then exits 0."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+from edgelite.errors import EdgeliteError, missing_dependency
+from edgelite.serve.options import ServeOptions
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("edgelite.serve")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def _drained(signum: int, frame: Any) -> None:
+    """Uvicorn raises the stopping signal again once it has drained; by then there is nothing left to do."""
+
+
+def run(app: Any, host: str = "127.0.0.1", port: int = 8000, options: ServeOptions = ServeOptions()) -> None:
+    """Serve `app` with uvicorn until SIGTERM or SIGINT, then finish the requests in flight and return.
+
+    On the signal uvicorn stops accepting connections, lets in-flight requests
+    finish for up to `options.drain_timeout_s`, runs the app's shutdown, and
+    this function returns (so `edgelite serve` exits 0).
+
+    Raises:
+        EdgeliteError: the server could not start (its log line says why).
+    """
+    try:
+        import uvicorn
+    except ImportError:
+        raise missing_dependency("uvicorn", "serve") from None
+    _log_to_stderr()
+    config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on", server_header=False,
+                            timeout_graceful_shutdown=options.drain_timeout_s, log_level="info")
+    server = uvicorn.Server(config)
+    previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not server.started:
+        raise EdgeliteError(f"the service did not start on {host}:{port}; the log above says why")
