@@ -39,19 +39,23 @@ def make_12mp_set(dataset: Path, work: Path, log: Callable[[str], None]) -> Path
     out = work / "photos-12mp"
     sources = sorted(p for p in (dataset / "validation").rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     for done, source in enumerate(sources, 1):
-        target = out / source.relative_to(dataset / "validation")
-        if target.exists():
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source) as image:
-            rgb = ImageOps.exif_transpose(image).convert("RGB")
-        size = TWELVE_MP if rgb.width >= rgb.height else TWELVE_MP[::-1]
-        temp = target.with_suffix(".tmp")
-        rgb.resize(size, Image.Resampling.BICUBIC).save(temp, "JPEG", quality=90)
-        temp.replace(target)
+        upscale_to_12mp(source, out / source.relative_to(dataset / "validation"))
         if done % 50 == 0:
             log(f"  12 MP set: {done}/{len(sources)}")
     return out
+
+
+def upscale_to_12mp(source: Path, target: Path) -> None:
+    """`source` upscaled (bicubic) to 4032x3024, or 3024x4032 if portrait, as a JPEG of quality 90 (kept if there)."""
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        rgb = ImageOps.exif_transpose(image).convert("RGB")
+    size = TWELVE_MP if rgb.width >= rgb.height else TWELVE_MP[::-1]
+    temp = target.with_suffix(".tmp")
+    rgb.resize(size, Image.Resampling.BICUBIC).save(temp, "JPEG", quality=90)
+    temp.replace(target)
 
 
 def legacy_preprocess(path: Path, height: int, width: int) -> np.ndarray:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Optional
+
+HERE_JSON = Path(__file__).resolve().parent / "results.json"
 
 FAMILY_TITLES = {"xception": "Xception 299x299", "scratch": "Scratch CNN 150x150"}
 
@@ -197,6 +201,12 @@ def render(results: dict[str, Any], command: str, int8_text: str) -> str:
                      f"{data['note']}")
     parts.append("\n".join(model_lines))
     parts.append("## Targets (issue 4)")
+    created = next(iter(models.values()))["bench"].get("created", "")
+    parts.append(f"The model tables and these targets come from the full run of the suite ({created} UTC, the "
+                 "machine above). The sections after them were measured later, each in its own run on the machine "
+                 "it names: real photos (issue 9), the trained Xception-style model with the int8 graph rewrite "
+                 "that puts TFLite int8 Xception in one XNNPACK partition (issue 12; its speed rows replace "
+                 "target 2's 1.02x, which predates the rewrite), and `edgelite serve` (issue 11).")
     parts.append(target_text)
     for family, data in models.items():
         parts.append(f"## {FAMILY_TITLES.get(family, family)}")
@@ -205,11 +215,17 @@ def render(results: dict[str, Any], command: str, int8_text: str) -> str:
     if results.get("photos"):
         parts.append("## Real photos: fast decode, end to end, folders (issue 9)")
         parts.append(photos_section(results["photos"]))
+    trained = HERE_JSON.parent / "trained_int8.json"
+    if trained.is_file():
+        from trained_int8 import render_trained_int8
+
+        parts.append(render_trained_int8(json.loads(trained.read_text())))
     if results.get("serve"):
         parts.append("## `edgelite serve` under load (issue 11)")
         parts.append(serve_section(results["serve"]))
     if results.get("int8_study"):
-        parts.append("## Why TFLite int8 is not faster than float32 here")
+        parts.append("## Why TFLite int8 was not faster than float32 (issue 4's study, before the int8 graph "
+                     "rewrite of issue 12)")
         parts.append(int8_text)
         parts.append(study_findings(results["int8_study"], tuple(results["threads"])))
         parts.append("All timings of the study (random input of the model's dtype, Xception 299):\n\n"
@@ -318,7 +334,7 @@ def serve_section(serve: dict[str, Any]) -> str:
                      run["errors"], f"{run['good_throughput_ips']:.1f}",
                      f"{run['bench_throughput_ips']:.1f}" if run.get("bench_throughput_ips") else "-",
                      f"{run['serve_over_bench']:.2f}x" if run.get("serve_over_bench") else "-",
-                     f"{good.get('p50', 0):.0f} / {good.get('p99', 0):.0f}",
+                     f"{good.get('p50_ms') or 0:.0f} / {good.get('p99_ms') or 0:.0f}",
                      f"{run['rss_after_warmup_mb']:.0f} -> {run['rss_after_run_mb']:.0f} ({run['rss_ratio']:.2f}x)",
                      run["restarts"]])
     lines.append(_table(["artifact", "bad uploads", "good answered", "bad refused (4xx)", "errors",

@@ -67,7 +67,7 @@ VENV=${VENV:-$WORK/venv-tflrt214}
     || die "$HOST_PY cannot import edgelite and ai_edge_litert (the LiteRT reference)"
 if [ "$KEEP" = 0 ]; then
     rm -rf "$RESULTS" && mkdir -p "$RESULTS"
-    record run command "benchmarks/pi/check_tflite_runtime.sh ${ORIG_ARGS[*]}"
+    record run command "benchmarks/pi/check_tflite_runtime.sh${ORIG_ARGS[*]:+ ${ORIG_ARGS[*]}}"
     record run date "$(date -u '+%Y-%m-%d %H:%M UTC')"
     record machine host "$(uname -srm), Debian $(cat /etc/debian_version)"
 fi
