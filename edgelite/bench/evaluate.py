@@ -21,7 +21,9 @@ from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
 from edgelite.runtime.metadata import KERAS_SUFFIXES
-from edgelite.runtime.model import Prediction, Predictions
+from edgelite.runtime.model import Predictions, predict_stream
+from edgelite.runtime.preprocess import PreparedImage
+from edgelite.runtime.scores import class_scores
 
 
 @dataclass(frozen=True)
@@ -121,11 +123,11 @@ def evaluate(model_path: Path, data: Path, options: EvaluateOptions = EvaluateOp
         raise DatasetError(f"{data}: none of the {len(items)} images could be read")
     mistakes.sort(key=lambda m: -m["score"])
     return Evaluation(str(model_path), str(data), labels, images, float(np.trace(confusion) / images),
-                      options.top_k, in_top_k / images, class_scores(confusion, labels), confusion.tolist(),
+                      options.top_k, in_top_k / images, per_class_scores(confusion, labels), confusion.tolist(),
                       mistakes[:options.mistakes], unreadable)
 
 
-def class_scores(confusion: np.ndarray, labels: Sequence[str]) -> list[ClassScore]:
+def per_class_scores(confusion: np.ndarray, labels: Sequence[str]) -> list[ClassScore]:
     """Per-class precision, recall, F1 and support of a confusion matrix (rows: truth, columns: predicted)."""
     scores = []
     for i, name in enumerate(labels):
@@ -164,38 +166,19 @@ class KerasClassifier:
         self.labels = self.source.metadata.labels
 
     def predict_iter(self, sources: Iterable[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Predictions]:
-        from edgelite.errors import ImageError
+        """The runtime's pipeline (`predict_stream`) with this checkpoint's preprocessing and TensorFlow."""
         from edgelite.runtime.preprocess import preprocess
-        from edgelite.runtime.stream import chunks, read_ahead
 
         meta = self.source.metadata
 
-        def prepare(path: Path):
-            try:
-                return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode)
-            except ImageError as exc:
-                return exc
+        def prepare(path: Path) -> PreparedImage:
+            return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode)
 
-        for chunk in chunks(read_ahead(prepare, sources, workers=2, depth=2 * batch_size), batch_size):
-            good = [p.pixels for _, p in chunk if not isinstance(p, ImageError)]
-            scores = iter(self._scores(np.stack(good)) if good else [])
-            for source, prepared in chunk:
-                if isinstance(prepared, ImageError):
-                    yield Predictions(source=str(source), error=str(prepared))
-                    continue
-                row = next(scores)
-                order = np.argsort(-row, kind="stable")[:top_k]
-                yield Predictions([Prediction(self.labels[i], float(row[i]), int(i)) for i in order],
-                                  prepared.notes, str(source))
+        return predict_stream(sources, prepare, self._scores, self.labels, top_k, batch_size, workers=2)
 
     def _scores(self, pixels: np.ndarray) -> np.ndarray:
         raw = np.asarray(self.source.model(pixels, training=False), dtype=np.float32).reshape(len(pixels), -1)
-        if raw.shape[1] == 1:  # one sigmoid unit: (negative, positive)
-            return np.concatenate([1.0 - raw, raw], axis=1)
-        if self.source.metadata.output_kind == "logits":
-            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        return raw
+        return class_scores(raw, self.source.metadata.output_kind)
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> Path:

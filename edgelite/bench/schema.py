@@ -60,6 +60,8 @@ Row:
                       when the labels do not match the folder names)
     agreement         fraction of images with the same top-1 class as the reference
     eval_images       images predicted; labelled_images: those with a known class
+    unreadable_images why each --data file that could not be read was left out (missing,
+                      not an image, truncated...); every figure above is over the others
 
 With --end-to-end (needs --data), a row also has:
 

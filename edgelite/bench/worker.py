@@ -24,6 +24,8 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any, Callable, Optional  # noqa: E402
 
+from edgelite.errors import ImageError  # noqa: E402
+
 if TYPE_CHECKING:
     from edgelite.bench.job import WorkerJob
 
@@ -134,8 +136,9 @@ def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, h
 
     batch = job.batch
     items = _data_items(job)
+    read = _Reader(prepare)
     begin = time.perf_counter()
-    first_pixels = prepare(items[0][0])[None] if items else _random_batch(np, 1, height, width)
+    first_pixels = _first_readable(read, items, job)[None] if items else _random_batch(np, 1, height, width)
     prepared = time.perf_counter()
     scores(first_pixels)
     row["first_inference_s"] = time.perf_counter() - prepared
@@ -144,7 +147,7 @@ def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, h
         + row["first_inference_s"]
 
     if items:
-        pixels = np.stack([prepare(path) for path, _ in items[:max(TIMING_IMAGES, batch)]])
+        pixels = np.stack(list(read.readable([path for path, _ in items], max(TIMING_IMAGES, batch))))
         inputs = [np.take(pixels, np.arange(i, i + batch) % len(pixels), axis=0) for i in range(len(pixels))]
         row["input"]["source"] = "data"
     else:
@@ -160,31 +163,39 @@ def _measure(job: "WorkerJob", row: dict, prepare: Callable, scores: Callable, h
     row["peak_rss_mb"] = peak_rss_mb()
     row["rss_growth_mb"] = row["peak_rss_mb"] - row["rss_idle_mb"]
     if items and job.evaluate:
-        row.update(_evaluate(np, items, prepare, scores, row["labels"]))
+        row.update(_evaluate(np, items, read, scores, row["labels"]))
     else:
-        row["preprocess_ms"], row["preprocess_source"] = _preprocess_time(np, items, prepare, height, width)
+        row["preprocess_ms"], row["preprocess_source"] = _preprocess_time(np, items, read, height, width)
     if items and job.end_to_end:
-        row.update(_end_to_end(np, [path for path, _ in items[:END_TO_END_IMAGES]], prepare, scores, folder))
+        row.update(_end_to_end(np, [path for path, _ in items[:END_TO_END_IMAGES]], read, scores, folder))
+    row["unreadable_images"] = sorted(read.failed.values())
     row["loadavg"] = list(os.getloadavg())
     return row
 
 
-def _end_to_end(np, paths: list[Path], prepare: Callable, scores: Callable,
+def _end_to_end(np, paths: list[Path], read: "_Reader", scores: Callable,
                 folder: Optional[Callable[[list[Path]], int]]) -> dict:
-    """Decode + resize + inference of each file as it is, one at a time; then the folder rate of predict_iter."""
+    """Decode + resize + inference of each readable file as it is, one at a time; then the folder rate."""
     from PIL import Image
 
     from edgelite.bench.measure import latency_stats
 
-    megapixels = []
-    for path in paths:
-        with Image.open(path) as image:
-            megapixels.append(image.size[0] * image.size[1] / 1e6)
-    times = []
+    times, readable = [], []
     for path in paths:
         begin = time.perf_counter()
-        scores(prepare(path)[None])
+        pixels = read(path)
+        if pixels is None:
+            continue
+        scores(pixels[None])
         times.append(time.perf_counter() - begin)
+        readable.append(path)
+    if not readable:
+        raise ImageError(f"none of the {len(paths)} data images for --end-to-end can be read")
+    megapixels = []
+    for path in readable:
+        with Image.open(path) as image:
+            megapixels.append(image.size[0] * image.size[1] / 1e6)
+    paths = readable
     result = {"end_to_end_ms": latency_stats(times), "end_to_end_images": len(paths),
               "source_megapixels": {"min": min(megapixels), "p50": float(np.median(megapixels)),
                                     "max": max(megapixels)},
@@ -194,6 +205,47 @@ def _end_to_end(np, paths: list[Path], prepare: Callable, scores: Callable,
         count = folder(paths)
         result.update(folder_ips=count / (time.perf_counter() - begin), folder_batch=FOLDER_BATCH)
     return result
+
+
+class _Reader:
+    """The model's `prepare` for data files, skipping the unreadable ones: each is tried once and remembered.
+
+    Attributes:
+        prepare: the model's own preprocessing (path or image -> pixels).
+        failed: path -> why it could not be read.
+    """
+
+    def __init__(self, prepare: Callable):
+        self.prepare = prepare
+        self.failed: dict[Path, str] = {}
+
+    def __call__(self, path: Path):
+        """The pixels of `path`, or None when it cannot be read."""
+        if path in self.failed:
+            return None
+        try:
+            return self.prepare(path)
+        except ImageError as exc:
+            self.failed[path] = str(exc)
+            return None
+
+    def readable(self, paths: list[Path], limit: int):
+        """The pixels of the first `limit` readable files among `paths`."""
+        found = 0
+        for path in paths:
+            if found == limit:
+                return
+            pixels = self(path)
+            if pixels is not None:
+                found += 1
+                yield pixels
+
+
+def _first_readable(read: _Reader, items, job: "WorkerJob"):
+    pixels = next(read.readable([path for path, _ in items], 1), None)
+    if pixels is None:
+        raise ImageError(f"none of the {len(items)} images in {job.data} can be read")
+    return pixels
 
 
 def _random_batch(np, batch: int, height: int, width: int):
@@ -209,20 +261,26 @@ def _data_items(job: "WorkerJob") -> list[tuple[Path, Optional[str]]]:
     return [(item.path, item.label) for item in read_folder(Path(job.data), job.limit)]
 
 
-def _evaluate(np, items, prepare: Callable, scores: Callable, labels: list[str]) -> dict:
-    """Predict every image; time the preprocessing of each apart from inference."""
+def _evaluate(np, items, read: "_Reader", scores: Callable, labels: list[str]) -> dict:
+    """Predict every readable image; time the preprocessing of each apart from inference."""
     from edgelite.bench.measure import latency_stats
     from edgelite.runtime.scores import accuracy, top1
 
     lookup = {name: i for i, name in enumerate(labels)}
-    preprocess_times, predicted = [], []
+    preprocess_times, predicted, kept = [], [], []
     for start in range(0, len(items), EVAL_BATCH):
         chunk = []
-        for path, _ in items[start:start + EVAL_BATCH]:
+        for path, label in items[start:start + EVAL_BATCH]:
             begin = time.perf_counter()
-            chunk.append(prepare(path))
+            pixels = read(path)
+            if pixels is None:
+                continue
             preprocess_times.append(time.perf_counter() - begin)
-        predicted.extend(int(i) for i in top1(scores(np.stack(chunk))))
+            chunk.append(pixels)
+            kept.append((path, label))
+        if chunk:
+            predicted.extend(int(i) for i in top1(scores(np.stack(chunk))))
+    items = kept
     truth = [lookup.get(label, -1) if label else -1 for _, label in items]
     return {"preprocess_ms": latency_stats(preprocess_times), "preprocess_source": "data",
             "images": [str(path) for path, _ in items], "predicted": predicted,
@@ -230,12 +288,12 @@ def _evaluate(np, items, prepare: Callable, scores: Callable, labels: list[str])
             "labelled_images": sum(t >= 0 for t in truth)}
 
 
-def _preprocess_time(np, items, prepare: Callable, height: int, width: int):
+def _preprocess_time(np, items, read: "_Reader", height: int, width: int):
     """Preprocessing time on a few data images, or on a synthetic photo when there is no data."""
     from edgelite.bench.measure import latency_stats
 
     if items:
-        sources, what = [path for path, _ in items[:TIMING_IMAGES]], "data"
+        sources, what = [path for path, _ in items if path not in read.failed][:TIMING_IMAGES], "data"
     else:
         from PIL import Image
 
@@ -250,9 +308,9 @@ def _preprocess_time(np, items, prepare: Callable, height: int, width: int):
         if isinstance(source, bytes):
             from PIL import Image
 
-            prepare(Image.open(io.BytesIO(source)))
+            read.prepare(Image.open(io.BytesIO(source)))
         else:
-            prepare(source)
+            read(source)
         times.append(time.perf_counter() - begin)
     return latency_stats(times), what
 

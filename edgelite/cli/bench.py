@@ -104,6 +104,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     for message in report.notes:
         note(message)
     notes = dict.fromkeys(f"{row['name']}: {m}" for row in report.rows for m in row.get("assumptions") or [])
+    notes.update(dict.fromkeys(f"skipped {m}" for row in report.rows for m in row.get("unreadable_images") or []))
     for message in notes:
         note(message)
     title = f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"

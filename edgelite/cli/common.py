@@ -10,7 +10,7 @@ import sys
 import threading
 import unicodedata
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import click
 from rich.console import Console
@@ -54,17 +54,17 @@ def parse_labels(value: Optional[str]) -> Optional[tuple[str, ...]]:
     return labels
 
 
-# Bidirectional overrides reorder what a terminal shows; control characters can move the cursor or recolour.
-_INVISIBLE = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+def _escape_unprintable(text: str, escape: Callable[[str], str]) -> str:
+    # str.isprintable is False for control characters (C0, DEL, C1) and for format characters,
+    # bidirectional overrides among them: everything a terminal would act on or reorder.
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else escape(ch) for ch in text)
 
 
 def safe_text(value: object) -> str:
     """Text from a file (labels, names, messages) made safe to show: control characters are escaped."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() and ch not in _INVISIBLE else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    return _escape_unprintable(str(value), lambda ch: ch.encode("unicode_escape").decode("ascii"))
 
 
 def print_json(data: Any) -> None:
@@ -77,10 +77,7 @@ def json_line(data: Any) -> str:
     json.dumps escapes C0 controls only; DEL, C1 controls and bidirectional
     overrides are escaped here too, so the line parses to the same data.
     """
-    text = json.dumps(data, ensure_ascii=False, default=str)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() and ch not in _INVISIBLE else json.dumps(ch)[1:-1] for ch in text)
+    return _escape_unprintable(json.dumps(data, ensure_ascii=False, default=str), lambda ch: json.dumps(ch)[1:-1])
 
 
 def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

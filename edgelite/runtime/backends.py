@@ -19,8 +19,8 @@ import numpy as np
 from edgelite.errors import DependencyError, ModelFileError
 from edgelite.modes import TFLiteInterpreter
 from edgelite.runtime.op_versions import too_new_for
-from edgelite.silence import silenced_fds
 from edgelite.runtime.tflite_format import OperatorCode
+from edgelite.silence import silenced_fds
 
 
 @dataclass(frozen=True)

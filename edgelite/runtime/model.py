@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInt
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
+from edgelite.runtime.scores import class_scores
 from edgelite.runtime.stream import chunks, read_ahead
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
 from edgelite.silence import silenced_fds
@@ -69,6 +70,51 @@ def _source_name(source: ImageSource) -> str:
     return "array" if isinstance(source, np.ndarray) else type(source).__name__
 
 
+def rank(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[list[Prediction]]:
+    """Top-k predictions of each row of class scores, best first (ties keep class order)."""
+    if top_k < 1:
+        raise OptionError(f"top-k must be at least 1, got {top_k}")
+    ranked = []
+    for row in scores:
+        order = np.argsort(-row, kind="stable")[:top_k]
+        ranked.append([Prediction(labels[i], float(row[i]), int(i)) for i in order])
+    return ranked
+
+
+def predict_stream(sources: Iterable[ImageSource], prepare: Callable[[ImageSource], PreparedImage],
+                   scores: Callable[[np.ndarray], np.ndarray], labels: Sequence[str], top_k: int = 5,
+                   batch_size: int = 8, workers: Optional[int] = None) -> Iterator[Predictions]:
+    """The pipeline of `Model.predict_iter`, for any `prepare` (one image) and `scores` (a batch).
+
+    `workers` threads run `prepare` ahead (at most READ_AHEAD_BATCHES batches)
+    while `scores` runs a batch; results come in input order, and an image
+    `prepare` cannot read (ImageError) is a `Predictions` with its `error`.
+    """
+    if top_k < 1:
+        raise OptionError(f"top-k must be at least 1, got {top_k}")
+    if batch_size < 1:
+        raise OptionError(f"batch size must be at least 1, got {batch_size}")
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if workers < 1:
+        raise OptionError(f"workers must be at least 1, got {workers}")
+
+    def prepare_or_error(source: ImageSource) -> Union[PreparedImage, ImageError]:
+        try:
+            return prepare(source)
+        except ImageError as exc:
+            return exc
+
+    decoded = read_ahead(prepare_or_error, sources, workers, depth=READ_AHEAD_BATCHES * batch_size)
+    for chunk in chunks(decoded, batch_size):
+        good = [prepared for _, prepared in chunk if isinstance(prepared, PreparedImage)]
+        ranked = iter(rank(scores(np.stack([p.pixels for p in good])), labels, top_k) if good else [])
+        for source, prepared in chunk:
+            if isinstance(prepared, PreparedImage):
+                yield Predictions(next(ranked), prepared.notes, _source_name(source))
+            else:
+                yield Predictions(source=_source_name(source), error=str(prepared))
+
+
 class Model:
     """A loaded artifact: preprocessing, (de)quantization and labels around a backend.
 
@@ -96,7 +142,10 @@ class Model:
 
     # -- what the model is -------------------------------------------------
     def _tensors(self) -> tuple[TensorSpec, TensorSpec]:
-        """The image input and the scores output, refused when their kind or quantization is unusable."""
+        """The image input and the scores output, refused when their dtype is unusable.
+
+        Their quantization was checked with every other tensor's (`backends._check_graph`).
+        """
         inputs, outputs = self.backend.inputs, self.backend.outputs
         if len(inputs) != 1 or not outputs:
             raise ModelFileError(f"{self.path.name}: expected one image input and at least one output, "
@@ -105,11 +154,6 @@ class Model:
             if not (np.issubdtype(spec.dtype, np.floating) or spec.dtype in (np.uint8, np.int8)):
                 raise ModelFileError(f"{self.path.name}: the {role} tensor is {spec.dtype.name}; "
                                      "expected float, uint8 or int8")
-            if spec.scale and np.issubdtype(spec.dtype, np.integer):
-                info = np.iinfo(spec.dtype)
-                if not (np.isfinite(spec.scale) and spec.scale > 0 and info.min <= spec.zero_point <= info.max):
-                    raise ModelFileError(f"{self.path.name}: the {role} tensor's quantization is invalid "
-                                         f"(scale {spec.scale}, zero point {spec.zero_point})")
         return inputs[0], outputs[0]
 
     def _input_size(self) -> tuple[int, int]:
@@ -150,9 +194,7 @@ class Model:
         if count is None:
             count = self.output.shape[-1] if self.output.shape and self.output.shape[-1] > 0 else 0
         classes = 2 if count == 1 else count
-        if labels is not None:
-            if classes and len(labels) != classes:
-                raise OptionError(f"{len(labels)} labels given, but the model has {classes} classes")
+        if labels is not None:  # their count is checked against a real output in _check_first_run
             return tuple(labels)
         if self.metadata:
             return self.metadata.labels
@@ -221,14 +263,7 @@ class Model:
 
     def class_scores(self, raw: np.ndarray) -> np.ndarray:
         """Turn raw outputs into per-class probabilities (N, classes)."""
-        kind = self.output_kind or self._guess_output_kind(raw)
-        if raw.shape[1] == 1:
-            positive = raw[:, 0] if kind != "logits" else 1.0 / (1.0 + np.exp(-raw[:, 0]))
-            return np.stack([1.0 - positive, positive], axis=1)
-        if kind == "logits":
-            shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
-            return shifted / shifted.sum(axis=1, keepdims=True)
-        return raw
+        return class_scores(raw, self.output_kind or self._guess_output_kind(raw))
 
     def _guess_output_kind(self, raw: np.ndarray) -> OutputKind:
         in_unit = bool(np.all((raw >= -1e-3) & (raw <= 1 + 1e-3)))
@@ -282,39 +317,12 @@ class Model:
             batch_size: images per inference call.
             workers: decoding threads (default: up to 4, one per CPU).
         """
-        if top_k < 1:
-            raise OptionError(f"top-k must be at least 1, got {top_k}")
-        if batch_size < 1:
-            raise OptionError(f"batch size must be at least 1, got {batch_size}")
-        workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-        if workers < 1:
-            raise OptionError(f"workers must be at least 1, got {workers}")
-        decoded = read_ahead(self._prepare_or_error, sources, workers, depth=READ_AHEAD_BATCHES * batch_size)
-        for chunk in chunks(decoded, batch_size):
-            good = [prepared for _, prepared in chunk if isinstance(prepared, PreparedImage)]
-            ranked = iter(self.rank(self.class_scores(self.run(np.stack([p.pixels for p in good]))), top_k)
-                          if good else [])
-            for source, prepared in chunk:
-                if isinstance(prepared, PreparedImage):
-                    yield Predictions(next(ranked), prepared.notes, _source_name(source))
-                else:
-                    yield Predictions(source=_source_name(source), error=str(prepared))
-
-    def _prepare_or_error(self, source: ImageSource) -> Union[PreparedImage, ImageError]:
-        try:
-            return self.prepare(source)
-        except ImageError as exc:
-            return exc
+        return predict_stream(sources, self.prepare, lambda pixels: self.class_scores(self.run(pixels)),
+                              self.labels, top_k, batch_size, workers)
 
     def rank(self, scores: np.ndarray, top_k: int) -> list[list[Prediction]]:
         """Top-k predictions of each row of class scores."""
-        if top_k < 1:
-            raise OptionError(f"top-k must be at least 1, got {top_k}")
-        ranked = []
-        for row in scores:
-            order = np.argsort(-row, kind="stable")[:top_k]
-            ranked.append([Prediction(self.labels[i], float(row[i]), int(i)) for i in order])
-        return ranked
+        return rank(scores, self.labels, top_k)
 
     # -- description ------------------------------------------------------------
     @property

@@ -6,6 +6,23 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from edgelite.modes import OutputKind
+
+
+def class_scores(raw: np.ndarray, kind: OutputKind) -> np.ndarray:
+    """Raw outputs (N, units) as per-class probabilities (N, classes).
+
+    One sigmoid unit becomes (negative, positive); logits go through a sigmoid
+    or a softmax; softmax and sigmoid outputs are returned as they are.
+    """
+    if raw.shape[1] == 1:
+        positive = raw[:, 0] if kind != "logits" else 1.0 / (1.0 + np.exp(-raw[:, 0]))
+        return np.stack([1.0 - positive, positive], axis=1)
+    if kind == "logits":
+        shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+    return raw
+
 
 def top1(scores: np.ndarray) -> np.ndarray:
     """Top-1 class per row; a one-unit sigmoid output is thresholded at 0.5."""

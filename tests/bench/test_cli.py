@@ -91,3 +91,18 @@ def test_end_to_end_needs_data(bench_models):
     result = bench(bench_models["tflite_int8"], "--end-to-end")
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: --end-to-end needs real files: pass --data DIR"
+
+
+def test_unreadable_data_files_are_skipped_and_named(bench_models, bench_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(bench_data, data)
+    (data / "red" / "broken.jpg").write_text("not a photo")
+    result = bench(bench_models["tflite_int8"], "--data", data, "--runs", 2, "--warmup", 0, "--end-to-end",
+                   "--json", tmp_path / "b.json")
+    assert result.exit_code == 0, result.output
+    assert f"note: skipped {data / 'red' / 'broken.jpg'}: not an image Pillow can read" in result.stderr
+    row = json.loads((tmp_path / "b.json").read_text())["rows"][0]
+    assert row["unreadable_images"] == [f"{data / 'red' / 'broken.jpg'}: not an image Pillow can read"]
+    assert row["eval_images"] == row["end_to_end_images"] == 12
