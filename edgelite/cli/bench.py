@@ -85,8 +85,9 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     preprocessing time, and with --data accuracy and agreement with the
     reference. With --end-to-end, each row also times decode + resize +
     inference of the --data files as they are (their megapixels shown) and
-    the folder rate through predict_iter. A model that fails gives a row with
-    its error, the others are still measured, and the exit code is 1.
+    the folder rate through predict_iter. A --data file that cannot be read
+    is left out and named in a note. A model that fails gives a row with its
+    error, the others are still measured, and the exit code is 1.
 
     \b
     Example:
