@@ -36,6 +36,8 @@ class EvaluateOptions:
         threads: interpreter threads (None: the backend's default).
         batch_size: images per inference call.
         limit: at most this many images (a seeded sample).
+        only_model_classes: evaluate only the class folders named like a class of the model, and
+            report the others with their image counts (otherwise such a folder is an error).
     """
 
     top_k: int = 5
@@ -43,6 +45,7 @@ class EvaluateOptions:
     threads: Optional[int] = None
     batch_size: int = 32
     limit: Optional[int] = None
+    only_model_classes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("top_k", "batch_size"):
@@ -80,6 +83,7 @@ class Evaluation:
     confusion: list[list[int]]
     mistakes: list[dict[str, Any]]
     unreadable: list[str] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)  # class folders left out: images in each
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -101,12 +105,16 @@ def evaluate(model_path: Path, data: Path, options: EvaluateOptions = EvaluateOp
         raise DatasetError(f"{data}: no class folders; expected {data}/<class>/<image files>")
     classifier = _load(model_path, options.threads)
     labels = tuple(classifier.labels)
+    skipped: dict[str, int] = {}
+    if options.only_model_classes:
+        items, skipped = _model_classes_only(items, labels, data)
     _check_classes(labels, {item.label for item in items if item.label}, data)
+    top_k = min(options.top_k, len(labels))  # top-5 of a 2-class model would always be 100%
     index = {name: i for i, name in enumerate(labels)}
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     in_top_k = 0
     mistakes, unreadable = [], []
-    results = classifier.predict_iter([item.path for item in items], options.top_k, options.batch_size)
+    results = classifier.predict_iter([item.path for item in items], top_k, options.batch_size)
     for done, (item, result) in enumerate(zip(items, results), 1):
         progress("evaluating", done, len(items))
         if not result.ok:
@@ -123,8 +131,8 @@ def evaluate(model_path: Path, data: Path, options: EvaluateOptions = EvaluateOp
         raise DatasetError(f"{data}: none of the {len(items)} images could be read")
     mistakes.sort(key=lambda m: -m["score"])
     return Evaluation(str(model_path), str(data), labels, images, float(np.trace(confusion) / images),
-                      options.top_k, in_top_k / images, per_class_scores(confusion, labels), confusion.tolist(),
-                      mistakes[:options.mistakes], unreadable)
+                      top_k, in_top_k / images, per_class_scores(confusion, labels), confusion.tolist(),
+                      mistakes[:options.mistakes], unreadable, skipped)
 
 
 def per_class_scores(confusion: np.ndarray, labels: Sequence[str]) -> list[ClassScore]:
@@ -139,11 +147,25 @@ def per_class_scores(confusion: np.ndarray, labels: Sequence[str]) -> list[Class
     return scores
 
 
+def _model_classes_only(items: list, labels: tuple[str, ...], data: Path) -> tuple[list, dict[str, int]]:
+    """The items whose folder is a class of the model, and the image count of each other folder."""
+    skipped: dict[str, int] = {}
+    for item in items:
+        if item.label not in labels:
+            skipped[item.label] = skipped.get(item.label, 0) + 1
+    kept = [item for item in items if item.label in labels]
+    if not kept:
+        raise DatasetError(f"{data}: none of the class folders {sorted(skipped)} is a class of the model "
+                           f"{list(labels)}")
+    return kept, dict(sorted(skipped.items()))
+
+
 def _check_classes(labels: tuple[str, ...], folders: set[str], data: Path) -> None:
     unknown = sorted(folders - set(labels))
     if unknown:
         raise DatasetError(f"{data}: class folders {unknown} are not classes of the model; the model has "
-                           f"{list(labels)}, the folder has {sorted(folders)}")
+                           f"{list(labels)}, the folder has {sorted(folders)}; --only-model-classes "
+                           "evaluates the model's classes alone")
 
 
 def _load(path: Path, threads: Optional[int]):

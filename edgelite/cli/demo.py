@@ -24,7 +24,8 @@ SAMPLES_SHOWN = 6
               help="Folder for the run and the artifacts (replaced if it holds an earlier demo).")
 @click.option("--classes", default=",".join(DEMO_CLASSES), show_default=True,
               help="Class folders to train on (two give one sigmoid unit), or 'all' for every class.")
-@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--epochs", default=20, show_default=True, type=click.IntRange(min=1),
+              help="Passes over the training photos; the best epoch on validation is kept.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(min=1),
               help="Small batches: 30 photos per class are only a few steps per epoch.")
 @click.option("--size", default=96, show_default=True, type=click.IntRange(min=16),

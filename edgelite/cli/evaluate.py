@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import ProgressBar, print_json, table, warn
+from edgelite.cli.common import ProgressBar, note, print_json, table, warn
 
 
 @click.command("evaluate")
@@ -20,29 +20,40 @@ from edgelite.cli.common import ProgressBar, print_json, table, warn
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many images (a seeded sample).")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write the confusion matrix as a PNG.")
+@click.option("--only-model-classes", is_flag=True,
+              help="Evaluate only the class folders the model knows; the others are named and skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
 def evaluate_command(model_path: Path, data: Path, top_k: int, mistakes: int, threads, batch_size: int, limit,
-                     plot_path, as_json: bool) -> None:
+                     plot_path, only_model_classes: bool, as_json: bool) -> None:
     """Evaluate a .keras, .tflite or .onnx model per class on a folder of class folders.
 
     Prints accuracy, top-k accuracy, precision, recall, F1 and support per
     class, the confusion matrix and the most confident mistakes. Class names
-    come from the model and must match the folder names.
+    come from the model and must match the folder names; with
+    --only-model-classes, folders of other classes are skipped and named with
+    their image counts. Top-k is at most the number of classes.
 
     \b
     Example:
       edgelite evaluate artifacts/model_int8.tflite data/validation --plot confusion.png
       edgelite evaluate runs/scratch/scratch_08_0.702.keras data/validation --json
+      edgelite evaluate demo-out/artifacts/MODEL_int8.tflite examples/clothing-mini/validation \
+          --only-model-classes
     """
     from edgelite.bench.evaluate import EvaluateOptions, evaluate, plot_confusion
 
-    options = EvaluateOptions(top_k=top_k, mistakes=mistakes, threads=threads, batch_size=batch_size, limit=limit)
+    options = EvaluateOptions(top_k=top_k, mistakes=mistakes, threads=threads, batch_size=batch_size, limit=limit,
+                              only_model_classes=only_model_classes)
     with ProgressBar(unit="images") as progress:
         result = evaluate(model_path, data, options, progress)
     if plot_path is not None:
         plot_confusion(result, plot_path)
     for message in result.unreadable:
         warn(f"skipped {message}")
+    if result.skipped:
+        note(f"skipped {len(result.skipped)} class folder{'s' if len(result.skipped) != 1 else ''} the model "
+             "does not know: " + ", ".join(f"{name} ({count} image{'s' if count != 1 else ''})"
+                                           for name, count in result.skipped.items()))
     if as_json:
         print_json(result.to_dict())
         return

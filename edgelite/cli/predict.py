@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import sys
+import time
 from pathlib import Path
 from typing import IO, Iterator, Optional
 
@@ -145,6 +146,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     from edgelite.runtime.preprocess import IMAGE_SUFFIXES
 
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
+    top_k = min(top_k, len(model.labels))  # a 2-class model has no third class to show or write
     fmt = fmt or (_SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out is not None else "table")
     total = _count(paths)
     if total == 0:
@@ -152,6 +154,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
                            f"(looked for {', '.join(IMAGE_SUFFIXES)})")
     show_progress = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
     failed = done = 0
+    started = time.perf_counter()
     with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
         writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
         writer.start()
@@ -167,12 +170,22 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
             if bar is not None:
                 bar("predicting", done, total or 0)
         writer.finish()
+    if out is not None:
+        click.echo(_summary(done, failed, time.perf_counter() - started, out), err=True)
     for message in model.assumptions:
         note(message)
     if failed:
         if done > 1:
             click.echo(f"error: {failed} of {done} images could not be read", err=True)
         raise click.exceptions.Exit(1)
+
+
+def _summary(done: int, failed: int, seconds: float, out: Path) -> str:
+    """The line `predict --out` ends with: what was done, how fast, and where it went."""
+    errors = f"{failed} error{'s' if failed != 1 else ''}"
+    rate = done / seconds if seconds > 0 else 0.0
+    return (f"{done} image{'s' if done != 1 else ''}, {errors}, {seconds:.1f} s ({rate:.1f} images/s); "
+            f"written to {safe_text(out)}")
 
 
 @click.command("info")

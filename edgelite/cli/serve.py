@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import note
+from edgelite.cli.common import note, safe_text
 from edgelite.serve.options import ServeOptions
 
 DEFAULTS = ServeOptions()
@@ -49,13 +49,18 @@ def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, 
       GET  /metrics                  Prometheus metrics
 
     Models are named after their files (scratch_int8.tflite is scratch_int8);
-    /predict uses the first. Requests arriving within --max-delay-ms run as one
-    batch. SIGTERM finishes the requests in flight, then exits 0.
+    when two files share a name, a later one gets its format appended
+    (scratch_int8.tflite and scratch_int8.onnx are scratch_int8 and
+    scratch_int8_onnx). /predict uses the first. Versioned v2 paths
+    (/v2/models/NAME/versions/1/...) work too. Requests arriving within
+    --max-delay-ms run as one batch. SIGTERM finishes the requests in flight,
+    then exits 0.
 
     \b
     Example:
-      edgelite serve artifacts/model_int8.tflite --port 8000
+      edgelite serve artifacts/model_int8.tflite artifacts/model_int8.onnx
       curl -F file=@photo.jpg http://127.0.0.1:8000/predict
+      curl -F file=@photo.jpg http://127.0.0.1:8000/models/model_int8_onnx/predict
     """
     from edgelite.serve import create_app, load_models, run
 
@@ -66,7 +71,24 @@ def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, 
     for name, model in models.items():
         for message in model.assumptions:
             note(f"{name}: {message}")
-    run(create_app(models, options), host, port, options)
+    app = create_app(models, options)
+    for line in start_lines(models, host, port):
+        click.echo(line, err=True)
+    run(app, host, port, options)
+
+
+def start_lines(models: dict, host: str, port: int) -> list[str]:
+    """What `serve` says before uvicorn starts: each model with its backend and URL, and the page."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # a browser cannot open 0.0.0.0
+    base = f"http://{f'[{shown}]' if ':' in shown else shown}:{port if port else '<free port>'}"
+    lines = []
+    for position, (name, model) in enumerate(models.items()):
+        precision = model.metadata.precision if model.metadata else "unknown precision"
+        default = ", also /predict" if position == 0 else ""
+        lines.append(f"model {safe_text(name)}: {safe_text(model.path)} ({model.format} {precision}, "
+                     f"{model.backend_name}) at {base}/models/{safe_text(name)}/predict{default}")
+    lines.append(f"page: {base}/   (Ctrl+C or SIGTERM stops the server)")
+    return lines
 
 
 COMMANDS = [serve_command]

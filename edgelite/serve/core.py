@@ -230,16 +230,23 @@ def _precision(model: Model) -> str:
 
 
 def model_names(models: Union[Mapping[str, Model], Sequence[Model]]) -> dict[str, Model]:
-    """Models by name: as given, or each file's name without its suffix; names must be unique URL parts."""
+    """Models by name: as given, or each file's name without its suffix; names must be unique URL parts.
+
+    Two artifacts of one checkpoint (X_int8.tflite, X_int8.onnx) are served side by side: the first
+    keeps the stem (X_int8), a later file whose stem is taken gets its format appended (X_int8_onnx).
+    """
     if isinstance(models, Mapping):
         named = dict(models)
     else:
         named = {}
         for model in models:
-            name = Path(model.path).stem
-            if name in named:
-                raise OptionError(f"two models are named {name!r} ({named[name].path} and {model.path}); "
-                                  "serve files with different names")
+            path = Path(model.path)
+            name = path.stem
+            if name in named:  # the same file name in two folders is refused: neither name would say which
+                name = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
+                if name in named or path.suffix.lower() == Path(named[path.stem].path).suffix.lower():
+                    raise OptionError(f"two models are named {path.stem!r} ({named[path.stem].path} and "
+                                      f"{model.path}); serve files with different names")
             named[name] = model
     if not named:
         raise OptionError("no model to serve; give at least one .tflite or .onnx file")

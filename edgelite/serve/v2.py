@@ -244,6 +244,7 @@ def metadata(model_core: ModelCore) -> dict:
     model = model_core.model
     return {
         "name": model_core.name,
+        "versions": versions(model),
         "platform": f"edgelite_{model.format}",
         "inputs": [{"name": PIXELS, "datatype": "FP32", "shape": [-1, model.height, model.width, 3]},
                    {"name": IMAGE, "datatype": "BYTES", "shape": [-1]}],
@@ -271,17 +272,17 @@ def routes(core: InferenceCore) -> list[Route]:
 
     @answers_errors
     async def model_metadata(request: Request) -> JSONResponse:
-        return JSONResponse(metadata(core.get(request.path_params["name"])))
+        return JSONResponse(metadata(versioned(core, request)))
 
     @answers_errors
     async def model_ready(request: Request) -> JSONResponse:
-        model_core = core.get(request.path_params["name"])
+        model_core = versioned(core, request)
         return JSONResponse({"name": model_core.name, "ready": core.ready},
                             status_code=200 if core.ready else 503)
 
     @answers_errors
     async def infer(request: Request) -> Response:
-        model_core = core.get(request.path_params["name"])
+        model_core = versioned(core, request)
         request.scope[MODEL] = model_core.name
         media, _ = media_type(request.headers.get("content-type"))
         if media not in BODY_TYPES:
@@ -304,6 +305,28 @@ def routes(core: InferenceCore) -> list[Route]:
     return [Route("/v2", server, methods=["GET"]),
             Route("/v2/health/live", live, methods=["GET"]),
             Route("/v2/health/ready", ready, methods=["GET"]),
-            Route("/v2/models/{name}", model_metadata, methods=["GET"]),
-            Route("/v2/models/{name}/ready", model_ready, methods=["GET"]),
-            Route("/v2/models/{name}/infer", infer, methods=["POST"])]
+            *(Route(f"/v2/models/{{name}}{version}", model_metadata, methods=["GET"]) for version in VERSION_PATHS),
+            *(Route(f"/v2/models/{{name}}{version}/ready", model_ready, methods=["GET"]) for version in VERSION_PATHS),
+            *(Route(f"/v2/models/{{name}}{version}/infer", infer, methods=["POST"]) for version in VERSION_PATHS)]
+
+
+# The protocol's paths name a version or not (the OpenAPI file lists only the versioned ones;
+# tritonclient uses them whenever a version is given): both reach the same handlers.
+VERSION_PATHS = ("", "/versions/{version}")
+VERSION = "1"
+
+
+def versions(model: Model) -> list[str]:
+    """The versions a served model answers to: one, "1", as an artifact file holds one model."""
+    return [VERSION]
+
+
+def versioned(core: InferenceCore, request: Request) -> ModelCore:
+    """The model a v2 path names; with a version, 404 unless the model has it (naming the versions it has)."""
+    model_core = core.get(request.path_params["name"])
+    version = request.path_params.get("version")
+    known = versions(model_core.model)
+    if version is not None and version not in known:
+        raise RequestError(404, "unknown_version", f"model {model_core.name!r} has no version {version!r}; "
+                                                   f"its versions: {', '.join(repr(v) for v in known)}")
+    return model_core

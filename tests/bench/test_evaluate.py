@@ -73,7 +73,8 @@ def test_folders_the_model_does_not_know_are_an_error_naming_both_sets(channel_m
     with pytest.raises(DatasetError) as error:
         evaluate(channel_model, tmp_path)
     assert str(error.value) == (f"{tmp_path}: class folders ['purple'] are not classes of the model; the model has "
-                                "['red', 'green', 'blue'], the folder has ['purple', 'red']")
+                                "['red', 'green', 'blue'], the folder has ['purple', 'red']; --only-model-classes "
+                                "evaluates the model's classes alone")
 
 
 def test_a_checkpoint_and_its_float32_artifact_agree(trained_checkpoint, artifacts, color_data):
