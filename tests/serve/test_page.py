@@ -50,3 +50,56 @@ def test_the_page_classifies_a_dropped_photo(browser, served, artifacts, photo, 
     assert [row.find_elements(By.TAG_NAME, "td")[1].text for row in rows] == [p.label for p in expected]
     assert "ms in the server" in browser.find_element(By.ID, "timing").text
     browser.save_screenshot(str(tmp_path / "page.png"))
+
+
+def _classify(browser, path) -> str:
+    """Send one file through the page's picker; the state it ends in (done or error)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    status = browser.find_element(By.ID, "status")
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    WebDriverWait(browser, 60).until(lambda _: status.get_attribute("data-state") in ("done", "error"))
+    return status.get_attribute("data-state")
+
+
+def test_after_an_error_the_page_shows_only_plain_words(browser, served, photo, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{served.url}/")
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 60).until(lambda _: status.get_attribute("data-state") == "idle")
+    found = {name: browser.find_element(By.ID, name) for name in ("top-label", "timing", "error", "preview")}
+    assert _classify(browser, photo) == "done"
+    WebDriverWait(browser, 10).until(lambda _: found["preview"].is_displayed())
+    assert found["top-label"].text == "red" and found["timing"].text
+
+    text = tmp_path / "notes.txt"  # the browser sends text/plain: the server answers 415
+    text.write_text("not a photo")
+    assert _classify(browser, text) == "error"
+    assert found["error"].text == "This kind of file cannot be classified. Pick a photo (JPEG, PNG, WebP, ...)."
+    assert found["top-label"].text == "" and found["timing"].text == ""
+    assert not browser.find_element(By.ID, "results").is_displayed()
+    assert not found["preview"].is_displayed()
+
+    assert _classify(browser, photo) == "done"
+    broken = tmp_path / "broken.jpg"  # image/jpeg that neither the browser nor the server can decode: 400
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert _classify(browser, broken) == "error"
+    assert found["error"].text.startswith("This file could not be read as an image")
+    assert found["top-label"].text == "" and found["timing"].text == ""
+    assert not found["preview"].is_displayed()  # no broken-image icon
+    assert "curl" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_the_classes_box_stops_at_the_model_classes(browser, served):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{served.url}/")
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, 60).until(lambda _: status.get_attribute("data-state") == "idle")
+    box = browser.find_element(By.ID, "top-k")
+    assert box.get_attribute("value") == "3" and box.get_attribute("max") == "3"  # 3 colour classes, default 5
+    assert "POST /models/NAME/predict" in browser.find_element(By.TAG_NAME, "body").text
