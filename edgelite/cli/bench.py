@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from edgelite.cli.common import ProgressBar, human_size, note, safe_text, split_list, table
+from edgelite.cli.common import ProgressBar, human_size, note, safe_text, shared_prefix, split_list, table
 from edgelite.errors import OptionError, PickError
 
 COLUMNS = ["model", "thr", "backend", "size", "load", "cold", "p50 ms", "p90 ms", "p99 ms", "img/s", "prep ms",
@@ -29,16 +29,20 @@ E2E_COLUMNS = ["MP", "e2e ms", "folder img/s"]
 
 
 def table_rows(rows: list[dict], end_to_end: bool = False) -> list[list[str]]:
-    """The final table: one line per (model, threads), errors spelled out."""
+    """The final table: one line per (model, threads), errors spelled out.
+
+    Model names leave out the start they all share (`shared_prefix`); the title says it once.
+    """
     lines = []
+    prefix = shared_prefix([row["name"] for row in rows])
     for row in rows:
         if row.get("error"):
-            lines.append([row["name"], str(row["threads"]), "failed", human_size(row["size_bytes"] or 0),
+            lines.append([row["name"][len(prefix):], str(row["threads"]), "failed", human_size(row["size_bytes"] or 0),
                           *["-"] * (11 + (len(E2E_COLUMNS) if end_to_end else 0))])
             continue
         lat = row["latency_ms"]
         lines.append([
-            row["name"], str(row["threads"]), f"{row['backend']} {row['backend_version']}",
+            row["name"][len(prefix):], str(row["threads"]), f"{row['backend']} {row['backend_version']}",
             human_size(row["size_bytes"] or 0), f"{row['load_s']:.2f}s", f"{row['cold_start_s']:.2f}s",
             f"{lat['p50']:.2f}", f"{lat['p90']:.2f}", f"{lat['p99']:.2f}", f"{row['throughput_ips']:.1f}",
             f"{row['preprocess_ms']['p50']:.2f}", f"{row['peak_rss_mb']:.0f}", f"{row['rss_growth_mb']:.0f}",
@@ -108,10 +112,12 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     notes.update(dict.fromkeys(f"skipped {m}" for row in report.rows for m in row.get("unreadable_images") or []))
     for message in notes:
         note(message)
-    title = f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"
+    prefix = shared_prefix([row["name"] for row in report.rows])
+    title = (f"models {prefix}...; " if prefix else "") + \
+        f"batch {batch}; load average {report.machine['loadavg'][0]:.2f} at the start"
     if report.reference:
         title += f"; agreement with {report.reference['name']}"
-    table(title, COLUMNS + (E2E_COLUMNS if end_to_end else []), table_rows(report.rows, end_to_end))
+    table(title, COLUMNS + (E2E_COLUMNS if end_to_end else []), table_rows(report.rows, end_to_end), keys=2)
     for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
         if path is not None:
             writer(report, path)

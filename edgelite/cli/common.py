@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
@@ -80,14 +81,72 @@ def json_line(data: Any) -> str:
     return _escape_unprintable(json.dumps(data, ensure_ascii=False, default=str), lambda ch: json.dumps(ch)[1:-1])
 
 
-def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a table of rows to stdout."""
-    grid = Table(title=Text(safe_text(title)) if title else None, title_justify="left")
-    for position, column in enumerate(columns):  # headers may be class names: Text, like the cells
-        grid.add_column(Text(safe_text(column)), justify="left" if position == 0 else "right")
+# A column whose cells are all at most this long (numbers, sizes, class names) is never wrapped or
+# cut; longer text (paths, lists) wraps within its column.
+SHORT_CELL = 24
+SEPARATORS = "_-. "
+
+
+def shared_prefix(names: Sequence[str]) -> str:
+    """The start that every name shares, up to and with its last separator ('_', '-', '.', ' ').
+
+    Tables show it once in their title and the rest of each name in the rows. It is "" for fewer
+    than two distinct names, and never leaves a name empty: 'm_float16', 'm_float32' share 'm_'.
+    """
+    distinct = sorted(set(names))
+    if len(distinct) < 2:
+        return ""
+    common = os.path.commonprefix(distinct)
+    cut = max(common.rfind(separator) for separator in SEPARATORS) + 1
+    return common[:cut] if all(len(name) > cut for name in distinct) else ""
+
+
+def _grid(columns: Sequence[str], rows: Sequence[Sequence[str]], keep: Sequence[int]) -> Table:
+    grid = Table()
+    for position in keep:  # headers may be class names: Text, like the cells
+        short = all(len(row[position]) <= SHORT_CELL for row in rows)
+        grid.add_column(Text(columns[position]), justify="left" if position == 0 else "right", no_wrap=short,
+                        overflow="ellipsis" if short else "fold")
     for row in rows:
-        grid.add_row(*(Text(safe_text(cell)) for cell in row))  # Text: no markup interpretation
-    stdout.print(grid)
+        grid.add_row(*(Text(row[position]) for position in keep))  # Text: no markup interpretation
+    return grid
+
+
+def _cuts(grid: Table, width: int) -> bool:
+    """Whether rich, at this width, would shorten a cell that must stay whole (it ends it with '…')."""
+    probe = Console(width=width, file=io.StringIO(), color_system=None, legacy_windows=False)
+    probe.print(grid)
+    return "…" in probe.file.getvalue()
+
+
+def fitted_tables(columns: Sequence[str], rows: Sequence[Sequence[Any]], width: int, keys: int = 1) -> list[Table]:
+    """The table, or when it is wider than `width`, several tables of its columns, each repeating the
+    first `keys` columns, so that no number or name is ever cut short."""
+    columns = [safe_text(c) for c in columns]
+    rows = [[safe_text(cell) for cell in row] for row in rows]
+    everything = list(range(len(columns)))
+    if any("…" in cell for cell in [*columns, *(c for row in rows for c in row)]) or \
+            not _cuts(_grid(columns, rows, everything), width):
+        return [_grid(columns, rows, everything)]
+    groups: list[list[int]] = [[]]
+    for position in everything[keys:]:
+        if groups[-1] and _cuts(_grid(columns, rows, [*range(keys), *groups[-1], position]), width):
+            groups.append([])
+        groups[-1].append(position)
+    return [_grid(columns, rows, [*range(keys), *group]) for group in groups]
+
+
+def table(title: Optional[str], columns: Sequence[str], rows: Sequence[Sequence[Any]], keys: int = 1,
+          console: Optional[Console] = None) -> None:
+    """Print a table of rows to stdout (or `console`), split by columns if the terminal is too narrow.
+
+    The title is a line of its own, wrapped at the terminal's width, not the table's.
+    """
+    console = console or stdout
+    if title:
+        console.print(Text(safe_text(title), style="italic"))
+    for grid in fitted_tables(columns, rows, console.width, keys):
+        console.print(grid)
 
 
 def human_size(size: int) -> str:
@@ -102,14 +161,24 @@ PARITY_COLUMNS = ["artifact", "format", "precision", "size", "max |diff|", "top-
                   "min TFLite"]
 
 
+def artifact_prefix(artifacts) -> str:
+    """The start all artifact file names share (the checkpoint's stem), for the title of their table."""
+    return shared_prefix([a.path.name for a in artifacts])
+
+
 def parity_rows(artifacts) -> list[list[str]]:
-    """Table rows of converted artifacts with size and parity (convert and demo show them)."""
+    """Table rows of converted artifacts with size and parity (convert and demo show them).
+
+    The artifact column leaves out `artifact_prefix(artifacts)`: the title says it once.
+    """
     rows = []
+    prefix = artifact_prefix(artifacts)
     for a in artifacts:
         p = a.parity
         acc = "-" if p.accuracy is None else f"{p.accuracy:.1%}"
-        rows.append([a.path.name, a.format, a.precision, human_size(a.size_bytes), f"{p.max_abs_diff:.2e}",
-                     f"{p.top1_agreement:.1%}", acc, "ok" if p.passed else "below", a.min_runtime or "-"])
+        rows.append([a.path.name[len(prefix):], a.format, a.precision, human_size(a.size_bytes),
+                     f"{p.max_abs_diff:.2e}", f"{p.top1_agreement:.1%}", acc, "ok" if p.passed else "below",
+                     a.min_runtime or "-"])
     return rows
 
 

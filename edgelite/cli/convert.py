@@ -7,8 +7,8 @@ from typing import cast
 
 import click
 
-from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, interrupt_on_terminate, note, parity_rows,
-                                 parse_labels, print_json, split_list, table, warn)
+from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, artifact_prefix, interrupt_on_terminate, note,
+                                 parity_rows, parse_labels, print_json, split_list, table, warn)
 from edgelite.errors import ParityError
 from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Precision, Scaling, choices
 
@@ -105,7 +105,9 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
                     **({"explain_int8": explanation.to_dict()} if explanation else {})})
     else:
         images = report.artifacts[0].parity.images if report.artifacts else 0
-        table(f"{checkpoint.name} -> {out}  (parity on {images} images from {report.check_folder})",
+        prefix = artifact_prefix(report.artifacts)
+        named = f"; artifact names start {prefix}" if prefix else ""
+        table(f"{checkpoint.name} -> {out}  (parity on {images} images from {report.check_folder}{named})",
               PARITY_COLUMNS, parity_rows(report.artifacts))
         if explanation:
             _explanation_tables(explanation)

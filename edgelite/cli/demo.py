@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, interrupt_on_terminate, note, parity_rows, safe_text,
-                                 split_list, table, warn)
+from edgelite.cli.common import (PARITY_COLUMNS, ProgressBar, artifact_prefix, interrupt_on_terminate, note,
+                                 parity_rows, safe_text, split_list, table, warn)
 from edgelite.errors import DatasetError
 
 SAMPLE = Path("examples/clothing-mini")
@@ -78,7 +78,9 @@ def demo_command(data: Path, out: Path, classes: str, epochs: int, batch_size: i
         warn(message)
     images = report.artifacts[0].parity.images
     known = "" if selected is None else f"; accuracy on the photos of {shown}"
-    table(f"parity against the Keras model on {images} validation images{known}", PARITY_COLUMNS,
+    prefix = artifact_prefix(report.artifacts)
+    named = f"; artifact names start {prefix}" if prefix else ""
+    table(f"parity against the Keras model on {images} validation images{known}{named}", PARITY_COLUMNS,
           parity_rows(report.artifacts))
 
     int8 = next(a.path for a in report.artifacts if a.format == "tflite" and a.precision == "int8")
