@@ -205,6 +205,19 @@ class KerasClassifier:
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     """The confusion matrix as a PNG (rows: true class, columns: predicted), written atomically."""
+    figure = confusion_figure(evaluation)
+    import matplotlib.pyplot as plt
+
+    from edgelite.atomic import atomic_path
+
+    with atomic_path(Path(path)) as temp:
+        figure.savefig(temp, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
+    plt.close(figure)
+    return Path(path)
+
+
+def confusion_figure(evaluation: Evaluation):
+    """The figure `plot_confusion` saves (a matplotlib Figure; close it with `plt.close`)."""
     try:
         import matplotlib
     except ImportError:
@@ -214,11 +227,10 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgelite.atomic import atomic_path
-
     matrix = np.asarray(evaluation.confusion)
     size = max(4.0, 0.6 * len(evaluation.classes) + 2)
-    figure, axis = plt.subplots(figsize=(size + 1, size))
+    # Constrained layout and a two-line title over the whole figure: a long model name is never cut off.
+    figure, axis = plt.subplots(figsize=(size + 1, size + 0.5), layout="constrained")
     shown = axis.imshow(matrix, cmap="Blues")
     figure.colorbar(shown, ax=axis, fraction=0.046)
     ticks = range(len(evaluation.classes))
@@ -230,9 +242,6 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
                       color="white" if count > matrix.max() / 2 else "black", fontsize=8)
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_title(f"{Path(evaluation.model).name}: accuracy {evaluation.accuracy:.1%} on {evaluation.images} images")
-    figure.tight_layout()
-    with atomic_path(Path(path)) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    plt.close(figure)
-    return Path(path)
+    figure.suptitle(f"{Path(evaluation.model).name}\naccuracy {evaluation.accuracy:.1%} on {evaluation.images} images",
+                    fontsize=10)
+    return figure

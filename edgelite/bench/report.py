@@ -64,6 +64,17 @@ def _shared_prefix(rows: list[dict[str, Any]]) -> str:
 
 def write_plot(report: BenchReport, path: Path) -> Path:
     """Left: accuracy (or agreement) against p50 latency, marker area = file size. Right: latency per row."""
+    figure = bench_figure(report)
+    import matplotlib.pyplot as plt
+
+    with atomic_path(Path(path)) as temp:
+        figure.savefig(temp, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
+    plt.close(figure)
+    return Path(path)
+
+
+def bench_figure(report: BenchReport):
+    """The figure `write_plot` saves (a matplotlib Figure; close it with `plt.close`)."""
     try:
         import matplotlib
     except ImportError:
@@ -71,46 +82,66 @@ def write_plot(report: BenchReport, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from matplotlib.ticker import ScalarFormatter
-
     measured = [row for row in report.rows if not row.get("error") and row.get("samples_ms")]
     prefix = _shared_prefix(measured)
-    figure, (left, right) = plt.subplots(1, 2, figsize=(14, max(5.0, 0.32 * len(measured) + 1.5)))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, max(5.0, 0.32 * len(measured) + 1.5)),
+                                         layout="constrained")
     _scatter(left, measured, prefix)
     if measured:
         right.boxplot([row["samples_ms"] for row in measured], vert=False, showfliers=True,
                       tick_labels=[row_label(row, prefix) for row in measured])
         right.set_xscale("log")
     for axis in (left, right):
-        axis.xaxis.set_major_formatter(ScalarFormatter())
+        _plain_log_ticks(axis)
     right.set_xlabel("latency per call (ms, log scale)")
     right.set_title("latency distribution")
     right.tick_params(axis="y", labelsize=8)
     figure.suptitle(f"edgelite bench {prefix.rstrip('_.-')}, batch {report.options.batch}, "
                     f"{report.machine.get('cpu', '')}")
-    figure.tight_layout()
-    with atomic_path(Path(path)) as temp:
-        figure.savefig(temp, format="png", dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return figure
+
+
+def _plain_log_ticks(axis) -> None:
+    """Log-scale x ticks at 1-2-5 steps written as plain numbers (no 2x10^0), and no minor labels to collide."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if axis.get_xscale() != "log":
+        return
+    axis.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _scatter(axis, rows: list[dict[str, Any]], prefix: str) -> None:
+    """One colour per model file and one marker shape per thread count, named in a legend: points at the
+    same accuracy and latency (the usual case for artifacts of one checkpoint) cannot hide their names."""
+    from matplotlib.lines import Line2D
+
     metric = "accuracy" if any(r.get("accuracy") is not None for r in rows) else "agreement"
     points = [r for r in rows if r.get(metric) is not None]
     if not points:
         axis.text(0.5, 0.5, "no accuracy: run with --data DIR", ha="center", va="center", transform=axis.transAxes)
         points, metric = rows, None
     largest = max((r.get("size_bytes") or 1 for r in points), default=1)
-    colours = {"tflite": "tab:blue", "onnx": "tab:orange", "keras": "tab:green"}
+    names = list(dict.fromkeys(r["name"] for r in points))
+    threads = sorted({r["threads"] for r in points})
+    palette = [f"C{i}" for i in range(10)]
+    shapes = "os^Dv<>ph8"
+    colour = {name: palette[i % len(palette)] for i, name in enumerate(names)}
+    shape = {count: shapes[i % len(shapes)] for i, count in enumerate(threads)}
     for row in points:
         y = row[metric] * 100 if metric else 0.0
         size = 30 + 600 * (row.get("size_bytes") or 0) / largest
-        axis.scatter(row["latency_ms"]["p50"], y, s=size, alpha=0.5, color=colours.get(row.get("format"), "tab:grey"))
-        axis.annotate(row_label(row, prefix), (row["latency_ms"]["p50"], y), fontsize=7, xytext=(4, 4),
-                      textcoords="offset points")
+        axis.scatter(row["latency_ms"]["p50"], y, s=size, alpha=0.55, color=colour[row["name"]],
+                     marker=shape[row["threads"]], edgecolors="black", linewidths=0.5)
     axis.set_xscale("log")
+    axis.margins(x=0.08, y=0.12)  # the largest markers stay inside the frame
     axis.set_xlabel("p50 latency (ms, log scale)")
     axis.set_ylabel(f"top-1 {metric} (%)" if metric else "")
-    axis.set_title("accuracy vs latency (marker area = file size; blue TFLite, orange ONNX, green Keras)",
-                   fontsize=9)
+    axis.set_title("accuracy vs latency (marker area = file size)", fontsize=10)
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=8, color=colour[name],
+                      label=name[len(prefix):].lstrip("_.-") or name) for name in names]
+    if len(threads) > 1:
+        handles += [Line2D([], [], linestyle="", marker=shape[count], markersize=8, color="grey",
+                           label=f"{count} thread{'s' if count > 1 else ''}") for count in threads]
+    axis.legend(handles=handles, fontsize=8, loc="best", framealpha=0.85)

@@ -18,7 +18,8 @@ def test_bench_writes_json_csv_and_plot_and_picks(bench_models, bench_data, tmp_
                    "--runs", 5, "--warmup", 1, "--json", f"{out}.json", "--csv", f"{out}.csv",
                    "--plot", f"{out}.png", "--pick", "--max-drop", 100)
     assert result.exit_code == 0, result.output
-    assert "tiny_int8.tflite" in result.stdout and "p50 ms" in result.stdout
+    assert result.stdout.startswith("models tiny_...; batch 1;")  # the names' shared start, once
+    assert "│ int8.tflite " in result.stdout and "p50 ms" in result.stdout
     data = json.loads(out.with_suffix(".json").read_text())
     assert data["pick"]["name"] in ("tiny_float32.tflite", "tiny_int8.tflite")
     assert f"pick: {data['pick']['name']} at 1 thread(s)" in result.stdout
