@@ -18,7 +18,7 @@ ARTIFACTS = ["keras", "float32.tflite", "float16.tflite", "dynamic.tflite", "int
 
 
 def saved_texts(figure) -> list:
-    """Each visible, non-empty text of the figure with its extent in pixels, as drawn at the 110 dpi plots are saved at."""
+    """Each visible, non-empty text of the figure with its extent in pixels, drawn at the saved 110 dpi."""
     from matplotlib.text import Text
 
     figure.set_dpi(110)  # what savefig(dpi=110) draws, measured on the canvas

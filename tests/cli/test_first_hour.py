@@ -118,3 +118,9 @@ def test_evaluate_with_no_folder_of_the_model(two, tmp_path):
 def test_demo_epochs_has_help():
     result = run("demo", "--help")
     assert re.search(r"--epochs INTEGER RANGE\s+Passes over the training photos", result.output), result.output
+
+
+def test_serve_help_says_how_two_artifacts_of_one_checkpoint_are_named():
+    words = " ".join(run("serve", "--help").output.split())
+    assert "scratch_int8.tflite and scratch_int8.onnx are scratch_int8 and scratch_int8_onnx" in words
+    assert "/v2/models/NAME/versions/1/" in words
