@@ -81,6 +81,7 @@ def test_after_an_error_the_page_shows_only_plain_words(browser, served, photo, 
     assert found["error"].text == "This kind of file cannot be classified. Pick a photo (JPEG, PNG, WebP, ...)."
     assert found["top-label"].text == "" and found["timing"].text == ""
     assert not browser.find_element(By.ID, "results").is_displayed()
+    assert not browser.find_element(By.ID, "top").is_displayed()
     assert not found["preview"].is_displayed()
 
     assert _classify(browser, photo) == "done"
