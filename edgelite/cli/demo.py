@@ -93,6 +93,8 @@ def demo_command(data: Path, out: Path, classes: str, epochs: int, batch_size: i
             for (truth, path), ranked in zip(picked, predictions)]
     table("predictions", ["image", "true class", "predicted", "score", "next"], rows)
     note(f"artifacts and manifest.json are in {artifacts}; try: edgelite predict {int8} <photo.jpg>")
+    if selected is not None:  # the sample's other class folders would make evaluate refuse
+        note(f"and: edgelite evaluate {int8} {data / 'validation'} --only-model-classes")
 
 
 def _samples(items, labels) -> list:

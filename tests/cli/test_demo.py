@@ -46,3 +46,8 @@ def test_the_demo_trains_one_sigmoid_unit_on_the_chosen_classes(tmp_path):
     photos = [line.split("│")[2].strip() for line in result.stdout.splitlines()
               if re.search(r"(red|green|blue)_\d{3}\.jpg", line)]
     assert sorted(photos) == ["blue"] * 3 + ["red"] * 3  # photos of the two classes only, in turn
+    suggested = re.search(r"and: edgelite evaluate (\S+) (\S+) --only-model-classes", result.stderr)
+    assert suggested, result.stderr
+    evaluated = CliRunner().invoke(cli, ["evaluate", *suggested.groups(), "--only-model-classes", "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["skipped"] == {"green": 3} and "error" not in evaluated.stderr
