@@ -62,6 +62,33 @@ def _folder_key(path: Path) -> tuple[int, int]:
     return stat.st_dev, stat.st_ino
 
 
+def _children(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(sub-folders that are not hidden, files) directly in `folder`; symlinks count as what they point at.
+
+    Raises:
+        OSError: `folder` cannot be listed.
+    """
+    folders, files = [], []
+    with os.scandir(folder) as listing:
+        for entry in listing:
+            try:
+                if entry.is_dir():
+                    if not entry.name.startswith("."):
+                        folders.append(Path(entry.path))
+                elif entry.is_file():
+                    files.append(Path(entry.path))
+            except OSError:  # a link to nowhere, or an entry that vanished: neither a file nor a folder
+                continue
+    return folders, files
+
+
+def _children_or_error(folder: Path) -> tuple[list[Path], list[Path]]:
+    try:
+        return _children(folder)
+    except OSError as exc:
+        raise DatasetError(unreadable_message(folder, exc)) from None
+
+
 def _walk(root: Path, on_unreadable: OnUnreadable, seen: set[tuple[int, int]]) -> Iterator[Path]:
     """Every file below `root` (unsorted), under the rules in the module docstring."""
     stack = [root]
@@ -72,21 +99,12 @@ def _walk(root: Path, on_unreadable: OnUnreadable, seen: set[tuple[int, int]]) -
             if key in seen:  # reached again through a symlink: a loop, or a second way in
                 continue
             seen.add(key)
-            with os.scandir(folder) as listing:
-                entries = list(listing)
+            folders, files = _children(folder)
         except OSError as exc:
             on_unreadable(folder, unreadable_message(folder, exc))
             continue
-        for entry in entries:
-            path = Path(entry.path)
-            try:
-                if entry.is_dir():  # follows symlinks
-                    if not entry.name.startswith("."):
-                        stack.append(path)
-                elif entry.is_file():
-                    yield path
-            except OSError:  # a link to nowhere, or an entry that vanished: neither a file nor a folder
-                continue
+        stack.extend(folders)
+        yield from files
 
 
 def list_files(folder: Path, on_unreadable: OnUnreadable = _raise) -> list[Path]:
@@ -118,20 +136,7 @@ def class_folders(folder: Path) -> list[Path]:
     Raises:
         DatasetError: `folder` cannot be read.
     """
-    folder = Path(folder)
-    try:
-        with os.scandir(folder) as listing:
-            return sorted((Path(e.path) for e in listing if not e.name.startswith(".") and _is_dir(e)),
-                          key=lambda p: p.name)
-    except OSError as exc:
-        raise DatasetError(unreadable_message(folder, exc)) from None
-
-
-def _is_dir(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_dir()
-    except OSError:
-        return False
+    return sorted(_children_or_error(Path(folder))[0], key=lambda path: path.name)
 
 
 def class_files(folder: Path, images_only: bool = True,
@@ -165,7 +170,7 @@ def read_folder(folder: Path, limit: Optional[int] = None, seed: int = 0) -> lis
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such folder")
-    items = [LabeledImage(path, None) for path in _flat_images(folder)]
+    items = [LabeledImage(path, None) for path in _children_or_error(folder)[1] if is_image_file(path)]
     items += [LabeledImage(path, name) for name, paths in class_files(folder).items() for path in paths]
     if not items:
         raise DatasetError(f"{folder}: no images found (looked for {looked_for()})")
@@ -173,21 +178,6 @@ def read_folder(folder: Path, limit: Optional[int] = None, seed: int = 0) -> lis
     if limit is not None and len(items) > limit:
         items = sorted(random.Random(seed).sample(items, limit), key=lambda item: item.path)
     return items
-
-
-def _flat_images(folder: Path) -> list[Path]:
-    try:
-        with os.scandir(folder) as listing:
-            return [Path(e.path) for e in listing if is_image_file(Path(e.name)) and _is_file(e)]
-    except OSError as exc:
-        raise DatasetError(unreadable_message(folder, exc)) from None
-
-
-def _is_file(entry: os.DirEntry) -> bool:
-    try:
-        return entry.is_file()
-    except OSError:
-        return False
 
 
 def pixel_batches(paths: Sequence[Path], height: int, width: int, interpolation: Interpolation = "bilinear",
