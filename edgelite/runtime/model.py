@@ -14,8 +14,8 @@ from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInt
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
+from edgelite.runtime.read_ahead import chunks, read_ahead
 from edgelite.runtime.scores import class_count, class_scores
-from edgelite.runtime.stream import chunks, read_ahead
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
 from edgelite.silence import silenced_fds
 
