@@ -1,4 +1,4 @@
-"""Imports flow one way: cli -> bench -> convert -> runtime, train -> runtime; no cycles.
+"""Imports flow one way: cli -> bench -> convert -> runtime, train -> runtime, serve -> runtime; no cycles.
 
 Read from the source with `ast`, imports inside functions included (they are
 still dependencies), `if TYPE_CHECKING:` blocks left out.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -21,9 +21,6 @@ from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
 from edgelite.runtime.metadata import KERAS_SUFFIXES
-from edgelite.runtime.model import Predictions, predict_stream
-from edgelite.runtime.preprocess import PreparedImage
-from edgelite.runtime.scores import class_scores
 
 
 @dataclass(frozen=True)
@@ -170,37 +167,14 @@ def _check_classes(labels: tuple[str, ...], folders: set[str], data: Path) -> No
 
 def _load(path: Path, threads: Optional[int]):
     if path.suffix.lower() in KERAS_SUFFIXES or path.is_dir():
-        return KerasClassifier(path)
-    from edgelite.runtime import load
-
-    return load(path, threads=threads)
-
-
-class KerasClassifier:
-    """A Keras checkpoint with the runtime's `predict_iter`: same preprocessing, TensorFlow inference."""
-
-    def __init__(self, path: Path):
-        from edgelite.convert.source import load_checkpoint
+        from edgelite.convert.source import load_classifier
         from edgelite.lazy import quiet_native
 
         with quiet_native():
-            self.source = load_checkpoint(path)
-        self.labels = self.source.metadata.labels
+            return load_classifier(path)
+    from edgelite.runtime import load
 
-    def predict_iter(self, sources: Iterable[Path], top_k: int = 5, batch_size: int = 32) -> Iterator[Predictions]:
-        """The runtime's pipeline (`predict_stream`) with this checkpoint's preprocessing and TensorFlow."""
-        from edgelite.runtime.preprocess import preprocess
-
-        meta = self.source.metadata
-
-        def prepare(path: Path) -> PreparedImage:
-            return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode)
-
-        return predict_stream(sources, prepare, self._scores, self.labels, top_k, batch_size, workers=2)
-
-    def _scores(self, pixels: np.ndarray) -> np.ndarray:
-        raw = np.asarray(self.source.model(pixels, training=False), dtype=np.float32).reshape(len(pixels), -1)
-        return class_scores(raw, self.source.metadata.output_kind)
+    return load(path, threads=threads)
 
 
 def plot_confusion(evaluation: Evaluation, path: Path) -> Path:

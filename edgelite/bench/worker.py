@@ -96,33 +96,32 @@ def measure_keras(job: "WorkerJob") -> dict:
 
     from edgelite.bench.measure import current_rss_mb, peak_rss_mb
     from edgelite.lazy import import_keras
-    from edgelite.runtime.preprocess import preprocess
 
     tf, keras = import_keras("convert")
     tf.config.threading.set_intra_op_parallelism_threads(job.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
-    from edgelite.bench.keras_source import load_reference
+    from edgelite.convert.source import load_classifier
 
     imported = time.perf_counter()
     rss_idle = current_rss_mb()
     begin = time.perf_counter()
-    source = load_reference(Path(job.path))
+    # Labels only name the classes in the rows; accuracy needs the real ones, which training stores.
+    model = load_classifier(Path(job.path), name_unlabelled=True)
     loaded = time.perf_counter()
-    meta = source.metadata
+    meta = model.metadata
     row: dict[str, Any] = {
         "format": "keras", "backend": "tensorflow", "backend_version": tf.__version__, "precision": "float32",
         "input": {"shape": [-1, meta.input_height, meta.input_width, 3], "dtype": "float32",
                   "height": meta.input_height, "width": meta.input_width},
-        "labels": list(meta.labels), "assumptions": list(source.notes),
+        "labels": list(model.labels), "assumptions": list(model.source.notes),
         "import_s": imported - STARTED, "load_s": loaded - begin, "rss_idle_mb": rss_idle,
     }
 
     def prepare(path: Path) -> np.ndarray:
-        return preprocess(path, meta.input_height, meta.input_width, meta.interpolation, meta.decode).pixels
+        return model.prepare(path).pixels
 
     def scores(pixels: np.ndarray) -> np.ndarray:
-        out = np.asarray(source.model(pixels, training=False), dtype=np.float32)
-        return out.reshape(len(out), -1)
+        return model.class_scores(model.run(pixels))
 
     return _measure(job, row, prepare, scores, meta.input_height, meta.input_width, peak_rss_mb)
 

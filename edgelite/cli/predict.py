@@ -21,28 +21,42 @@ _SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv
 IMAGE_COLUMN = 40
 
 
-def expand_paths(paths: tuple[str, ...], stdin: IO[str]) -> Iterator[str]:
-    """Each PATH as given: a file, every image below a folder (sorted), or '-' for one path per stdin line."""
-    from edgelite.runtime import list_images
+def expand_paths(paths: tuple[str, ...], stdin: IO[str],
+                 unreadable: Optional[dict[str, str]] = None) -> Iterator[str]:
+    """Each PATH as given: a file, every image below a folder (sorted), or '-' for one path per stdin line.
 
+    A folder below that cannot be read comes in its sorted place, as its own
+    path, with the reason in `unreadable` (path -> message): it is an error item.
+    """
     for path in paths:
         if path == "-":
             for line in stdin:
                 if line.strip():
                     yield line.rstrip("\r\n")
         elif Path(path).is_dir():
-            yield from (str(p) for p in list_images(Path(path)))
+            yield from (str(p) for p in _folder_items(Path(path), {} if unreadable is None else unreadable))
         else:
             yield path
 
 
-def _count(paths: tuple[str, ...]) -> Optional[int]:
-    """How many images the paths hold, or None when stdin is among them."""
-    from edgelite.runtime import list_images
+def _folder_items(folder: Path, unreadable: dict[str, str]) -> list[Path]:
+    """The images below `folder` and the folders that cannot be read, in one sorted list."""
+    from edgelite.runtime.folder import list_images
 
+    found: list[Path] = []
+
+    def remember(sub: Path, message: str) -> None:
+        unreadable[str(sub)] = message
+        found.append(sub)
+
+    return sorted(list_images(folder, on_unreadable=remember) + found)
+
+
+def _count(paths: tuple[str, ...]) -> Optional[int]:
+    """How many items (images, and folders that cannot be read) the paths hold, or None with stdin among them."""
     if "-" in paths:
         return None
-    return sum(len(list_images(Path(p))) if Path(p).is_dir() else 1 for p in paths)
+    return sum(len(_folder_items(Path(p), {})) if Path(p).is_dir() else 1 for p in paths)
 
 
 class _Writer:
@@ -66,7 +80,7 @@ class _Writer:
     def write(self, result) -> None:
         if self.fmt == "json":
             if result.ok:
-                self.results.append(result.to_dict() | {"notes": list(result.notes)})
+                self.results.append(result.to_dict())
             else:
                 self.errors.append(result.error)
             return
@@ -143,7 +157,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
       find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
     """
     from edgelite.runtime import load
-    from edgelite.runtime.preprocess import IMAGE_SUFFIXES
+    from edgelite.runtime.folder import looked_for
 
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
     top_k = min(top_k, len(model.labels))  # a 2-class model has no third class to show or write
@@ -151,16 +165,19 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     total = _count(paths)
     if total == 0:
         raise DatasetError(f"no images found in {', '.join(paths)} "
-                           f"(looked for {', '.join(IMAGE_SUFFIXES)})")
+                           f"(looked for {looked_for()})")
     show_progress = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
     failed = done = 0
     started = time.perf_counter()
     with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
         writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
         writer.start()
-        sources = expand_paths(paths, click.get_text_stream("stdin"))
+        unreadable: dict[str, str] = {}
+        sources = expand_paths(paths, click.get_text_stream("stdin"), unreadable)
         for result in model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers):
             done += 1
+            if not result.ok and result.source in unreadable:  # a folder: say why it was not read
+                result.error = unreadable[result.source]
             for message in result.notes:
                 note(message)
             if not result.ok:

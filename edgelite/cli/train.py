@@ -11,6 +11,7 @@ import click
 
 from edgelite.cli.common import ProgressBar, print_json, safe_text, split_list, table
 from edgelite.modes import Decode, Interpolation, MixedPrecision, choices
+from edgelite.train.loop import TrainOptions
 from edgelite.train.registry import ModelFamily, families
 
 
@@ -30,19 +31,57 @@ def _config_options(family: ModelFamily):
     return decorators
 
 
+# TrainOptions' own defaults, so --help and the library cannot drift apart.
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(TrainOptions)}
+
+# The options every family's command shares, built once (each decorator makes a fresh click.Option per command).
+SHARED_OPTIONS = [
+    click.option("--data", required=True, type=click.Path(path_type=Path),
+                 help="Dataset: DIR/train/<class>/* and DIR/validation/<class>/*, or DIR/<class>/* "
+                      "with --val-split."),
+    click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/<family>]."),
+    click.option("--epochs", default=_DEFAULTS["epochs"], show_default=True, type=int),
+    click.option("--batch-size", default=_DEFAULTS["batch_size"], show_default=True, type=int),
+    click.option("--val-split", type=float, help="Hold out this fraction when there is no validation/ folder."),
+    click.option("--augment", default="none", show_default=True,
+                 help="'course' (rotation 30, shift 10 px, shear 10, zoom 0.1, flip), 'none', or "
+                      "e.g. 'rotation=30,zoom=0.1,flip'."),
+    click.option("--interpolation", default=_DEFAULTS["interpolation"], show_default=True,
+                 type=click.Choice(choices(Interpolation))),
+    click.option("--decode", default=_DEFAULTS["decode"], show_default=True, type=click.Choice(choices(Decode)),
+                 help="JPEG decoding: fast (reduced DCT scale for photos much larger than the input) or exact."),
+    click.option("--classes", metavar="A,B,...",
+                 help="Train on these class folders only (at least two), e.g. pants,shoes [default: all]."),
+    click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
+                 help="Keep decoded images in this folder (uint8, memory-mapped) so later epochs, sweep "
+                      "variants and later runs do not decode them again; files that change are decoded anew."),
+    click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."),
+    click.option("--force", is_flag=True,
+                 help="Start a new run in an --out that holds an earlier one, replacing its history.json and "
+                      "resume.keras (without it, such a folder is refused)."),
+    click.option("--init-from", type=click.Path(path_type=Path, dir_okay=False),
+                 help="Start this new run from the weights of a checkpoint of the same family and classes "
+                      "(e.g. to train on with --augment course); history.json records it."),
+    click.option("--mixed-precision", default=_DEFAULTS["mixed_precision"], show_default=True,
+                 type=click.Choice(choices(MixedPrecision)), help="auto: float16 compute on a GPU only."),
+    click.option("--xla", is_flag=True, help="Compile the train step with XLA."),
+    click.option("--seed", default=_DEFAULTS["seed"], show_default=True, type=int),
+    click.option("--sweep", "sweep_spec", metavar="FIELD=V1,V2,...",
+                 help="Train one variant per value (e.g. lr=0.0001,0.001,0.01,0.1) and compare them."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+]
+
+
 def _family_command(family: ModelFamily) -> click.Command:
-    names = [f.name for f in dataclasses.fields(family.config)]
+    names = {f.name for f in dataclasses.fields(family.config)}
 
-    def run(data: Path, out, epochs, batch_size, val_split, augment, interpolation, decode, resume, force,
-            mixed_precision, xla, seed, sweep_spec, as_json, classes, cache, init_from, **config_values):
-        from edgelite.train import TrainOptions, parse_augment, parse_sweep, sweep, train
+    def run(out, augment, classes, sweep_spec, as_json, **given):
+        from edgelite.train import parse_augment, parse_sweep, sweep, train
 
-        overrides = {k: v for k, v in config_values.items() if k in names and v is not None}
-        options = TrainOptions(
-            data=data, out=out or Path("runs") / family.name, epochs=epochs, batch_size=batch_size,
-            val_split=val_split, augment=parse_augment(augment), interpolation=interpolation, decode=decode,
-            resume=resume, force=force, classes=split_list(classes), cache=cache, init_from=init_from,
-            mixed_precision=mixed_precision, xla=xla, seed=seed, verbose=1 if sys.stdout.isatty() else 0)
+        overrides = {k: v for k, v in given.items() if k in names and v is not None}
+        shared = {k: v for k, v in given.items() if k not in names}  # the rest are TrainOptions fields
+        options = TrainOptions(out=out or Path("runs") / family.name, augment=parse_augment(augment),
+                               classes=split_list(classes), verbose=1 if sys.stdout.isatty() else 0, **shared)
         log = lambda message: click.echo(safe_text(message), err=True)  # noqa: E731 (class names are folder names)
         with ProgressBar() as progress:
             if sweep_spec:
@@ -56,44 +95,7 @@ def _family_command(family: ModelFamily) -> click.Command:
             _report_run(result, as_json)
 
     command = run
-    for decorator in reversed(_config_options(family)):
-        command = decorator(command)
-    common = [
-        click.option("--data", required=True, type=click.Path(path_type=Path),
-                     help="Dataset: DIR/train/<class>/* and DIR/validation/<class>/*, or DIR/<class>/* "
-                          "with --val-split."),
-        click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/<family>]."),
-        click.option("--epochs", default=10, show_default=True, type=int),
-        click.option("--batch-size", default=32, show_default=True, type=int),
-        click.option("--val-split", type=float, help="Hold out this fraction when there is no validation/ folder."),
-        click.option("--augment", default="none", show_default=True,
-                     help="'course' (rotation 30, shift 10 px, shear 10, zoom 0.1, flip), 'none', or "
-                          "e.g. 'rotation=30,zoom=0.1,flip'."),
-        click.option("--interpolation", default="bilinear", show_default=True,
-                     type=click.Choice(choices(Interpolation))),
-        click.option("--decode", default="fast", show_default=True, type=click.Choice(choices(Decode)),
-                     help="JPEG decoding: fast (reduced DCT scale for photos much larger than the input) or exact."),
-        click.option("--classes", metavar="A,B,...",
-                     help="Train on these class folders only (at least two), e.g. pants,shoes [default: all]."),
-        click.option("--cache", type=click.Path(path_type=Path, file_okay=False),
-                     help="Keep decoded images in this folder (uint8, memory-mapped) so later epochs, sweep "
-                          "variants and later runs do not decode them again; files that change are decoded anew."),
-        click.option("--resume", is_flag=True, help="Continue the run in --out from its last completed epoch."),
-        click.option("--force", is_flag=True,
-                     help="Start a new run in an --out that holds an earlier one, replacing its history.json and "
-                          "resume.keras (without it, such a folder is refused)."),
-        click.option("--init-from", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Start this new run from the weights of a checkpoint of the same family and classes "
-                          "(e.g. to train on with --augment course); history.json records it."),
-        click.option("--mixed-precision", default="auto", show_default=True,
-                     type=click.Choice(choices(MixedPrecision)), help="auto: float16 compute on a GPU only."),
-        click.option("--xla", is_flag=True, help="Compile the train step with XLA."),
-        click.option("--seed", default=0, show_default=True, type=int),
-        click.option("--sweep", "sweep_spec", metavar="FIELD=V1,V2,...",
-                     help="Train one variant per value (e.g. lr=0.0001,0.001,0.01,0.1) and compare them."),
-        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
-    ]
-    for decorator in reversed(common):
+    for decorator in reversed(SHARED_OPTIONS + _config_options(family)):  # shared ones first in --help
         command = decorator(command)
     example = (f"  edgelite train {family.name} --data data --epochs 10\n"
                f"  edgelite train {family.name} --data data --sweep lr=0.0001,0.001,0.01,0.1\n"

@@ -1,8 +1,9 @@
-"""Load the checkpoint to convert and describe it for the artifacts.
+"""Load the checkpoint to convert and describe it for the artifacts; run it as a classifier.
 
 A checkpoint may be a Keras 3 `.keras` file (edgelite's training writes its
 labels and preprocessing inside it, as `edgelite.json`), a Keras 2 `.h5` file
-with preprocessing outside the model, or a SavedModel directory.
+with preprocessing outside the model, or a SavedModel directory. Evaluate and
+bench run one through `KerasClassifier`, the one Keras classifier wrapper.
 """
 
 from __future__ import annotations
@@ -10,14 +11,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
 
 from edgelite import __version__
 from edgelite.errors import MissingLabelsError, ModelFileError, OptionError
 from edgelite.lazy import import_keras
 from edgelite.modes import Decode, Interpolation, OutputKind, Scaling
 from edgelite.runtime.metadata import KERAS_SUFFIXES, ArtifactMetadata, read_checkpoint_metadata
-from edgelite.runtime.preprocess import scaling_factors
+from edgelite.runtime.folder import class_folders
+from edgelite.runtime.model import Predictions, predict_stream
+from edgelite.runtime.preprocess import ImageSource, PreparedImage, scaling_factors
+from edgelite.runtime.preprocess import preprocess as preprocess_image
+from edgelite.runtime.scores import class_count, class_scores
 
 
 @dataclass
@@ -46,13 +53,15 @@ def sha256_of(path: Path) -> str:
 def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
                     preprocess: Optional[Scaling] = None,
                     interpolation: Optional[Interpolation] = None, decode: Optional[Decode] = None,
-                    label_folders: Sequence[Optional[Path]] = ()) -> SourceModel:
+                    label_folders: Sequence[Optional[Path]] = (), name_unlabelled: bool = False) -> SourceModel:
     """Load a checkpoint and wrap it so it takes raw 0-255 pixels.
 
     Labels come from `labels`, else from the checkpoint, else from the first of
     `label_folders` (calibration, then check images) whose class sub-folders are
     as many as the model's classes, in sorted order as Keras's
-    `image_dataset_from_directory` numbers them (with a note saying so).
+    `image_dataset_from_directory` numbers them (with a note saying so). With
+    `name_unlabelled`, a checkpoint without labels names its classes class_0,
+    class_1, ... instead (with a note): enough to compare models, not to score them.
 
     Raises:
         ModelFileError: the path is not a model edgelite can read.
@@ -81,8 +90,11 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
         notes.append(f"scaling {scaling} put inside the graph")
 
     names = labels or (stored.labels if stored else None)
-    classes = 2 if outputs == 1 else outputs
-    if names is None:
+    classes = class_count(outputs)
+    if names is None and name_unlabelled:
+        names = tuple(f"class_{i}" for i in range(classes))
+        notes.append("no labels in the checkpoint; named them class_0, class_1, ...")
+    elif names is None:
         names = labels_from_folders(path, label_folders, classes, notes)
     if len(names) != classes:
         raise OptionError(f"{len(names)} labels for a model with {classes} classes")
@@ -102,6 +114,56 @@ def load_checkpoint(path: Path, labels: Optional[tuple[str, ...]] = None,
     )
     model(tf.zeros((1, height, width, 3)))  # exporters need a model that has been called
     return SourceModel(model, metadata, path, notes)
+
+
+class KerasClassifier:
+    """A loaded checkpoint with the runtime `Model`'s classifier face, for evaluate and bench.
+
+    `prepare`, `run`, `class_scores` and `predict_iter` do what the runtime
+    `Model`'s do, with TensorFlow for the inference, so a checkpoint is scored
+    exactly as its artifacts are (one sigmoid unit and logits included).
+
+    Attributes:
+        source: the loaded checkpoint (model, metadata, notes).
+        labels: class names, in output order.
+    """
+
+    def __init__(self, source: SourceModel):
+        self.source = source
+        self.labels = source.metadata.labels
+
+    @property
+    def metadata(self) -> ArtifactMetadata:
+        return self.source.metadata
+
+    def prepare(self, image: ImageSource) -> PreparedImage:
+        """Decode and resize one image the way the checkpoint was trained."""
+        meta = self.metadata
+        return preprocess_image(image, meta.input_height, meta.input_width, meta.interpolation, meta.decode)
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        """The raw outputs (N, units) of a (N, H, W, 3) batch of raw 0-255 pixels."""
+        return np.asarray(self.source.model(pixels, training=False), dtype=np.float32).reshape(len(pixels), -1)
+
+    def class_scores(self, raw: np.ndarray) -> np.ndarray:
+        """Raw outputs as per-class probabilities (N, classes), as the runtime turns an artifact's."""
+        return class_scores(raw, self.metadata.output_kind)
+
+    def predict_iter(self, sources: Iterable[ImageSource], top_k: int = 5, batch_size: int = 32,
+                     workers: int = 2) -> Iterator[Predictions]:
+        """The runtime's pipeline (`predict_stream`) with this checkpoint's preprocessing and TensorFlow."""
+        return predict_stream(sources, self.prepare, lambda pixels: self.class_scores(self.run(pixels)),
+                              self.labels, top_k, batch_size, workers)
+
+
+def load_classifier(path: Path, name_unlabelled: bool = False) -> KerasClassifier:
+    """Load a checkpoint (see `load_checkpoint`) as a `KerasClassifier`.
+
+    Raises:
+        ModelFileError: the path is not a model edgelite can read.
+        OptionError: labels or preprocessing are unknown (labels are named with `name_unlabelled`).
+    """
+    return KerasClassifier(load_checkpoint(path, name_unlabelled=name_unlabelled))
 
 
 def _load_keras(path: Path, keras):
@@ -157,8 +219,8 @@ def _output_kind(model, stored: Optional[ArtifactMetadata]) -> OutputKind:
 
 
 def class_folder_names(folder: Path) -> tuple[str, ...]:
-    """`folder`'s sub-folder names in sorted order, skipping hidden ones: Keras's class order."""
-    return tuple(sorted(p.name for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith(".")))
+    """`folder`'s class folder names (`edgelite.runtime.folder`'s rules), in Keras's class order."""
+    return tuple(p.name for p in class_folders(folder))
 
 
 def labels_from_folders(path: Path, folders: Sequence[Optional[Path]], classes: int,

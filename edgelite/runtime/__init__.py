@@ -9,7 +9,8 @@ Never imports TensorFlow or Keras.
 
 from edgelite.runtime.metadata import ArtifactMetadata
 from edgelite.runtime.model import Model, Prediction, Predictions, load
-from edgelite.runtime.preprocess import PreparedImage, list_images, load_image, preprocess, scale_pixels
+from edgelite.runtime.folder import list_images
+from edgelite.runtime.preprocess import PreparedImage, load_image, preprocess, scale_pixels
 
 __all__ = ["ArtifactMetadata", "Model", "Prediction", "Predictions", "PreparedImage", "load", "list_images",
            "load_image", "preprocess", "scale_pixels"]

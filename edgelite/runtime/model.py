@@ -14,8 +14,8 @@ from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInt
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
-from edgelite.runtime.scores import class_scores
-from edgelite.runtime.stream import chunks, read_ahead
+from edgelite.runtime.read_ahead import chunks, read_ahead
+from edgelite.runtime.scores import class_count, class_scores
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
 from edgelite.silence import silenced_fds
 
@@ -134,7 +134,8 @@ class Model:
         self._channels_first = len(self.input.shape) == 4 and self.input.shape[1] == 3 and self.input.shape[3] != 3
         self.height, self.width = self._input_size()
         self.interpolation: Interpolation = metadata.interpolation if metadata else "bilinear"
-        self.decode: Decode = check_mode(Decode, decode) if decode else metadata.decode if metadata else "fast"
+        recorded: Decode = metadata.decode if metadata else "fast"
+        self.decode: Decode = check_mode(Decode, decode) if decode else recorded
         self.input_scaling: Scaling = self._input_scaling(scaling)
         self.output_kind: Optional[OutputKind] = metadata.output_kind if metadata else None
         self.labels = self._labels(labels)
@@ -193,7 +194,7 @@ class Model:
     def _labels(self, labels: Optional[Sequence[str]], count: Optional[int] = None) -> tuple[str, ...]:
         if count is None:
             count = self.output.shape[-1] if self.output.shape and self.output.shape[-1] > 0 else 0
-        classes = 2 if count == 1 else count
+        classes = class_count(count)
         if labels is not None:  # their count is checked against a real output in _check_first_run
             return tuple(labels)
         if self.metadata:
@@ -213,7 +214,7 @@ class Model:
         count = raw.shape[1]
         if count < 1:
             raise ModelFileError(f"{self.path.name}: the model's output is empty")
-        classes = 2 if count == 1 else count
+        classes = class_count(count)
         if len(self.labels) == classes:
             return
         if labels is None and self.metadata is None:

@@ -190,8 +190,3 @@ def preprocess(
     if image.size != (width, height):
         image = image.resize((width, height), resample)
     return PreparedImage(np.asarray(image, dtype=np.float32), notes)
-
-
-def list_images(folder: Path) -> list[Path]:
-    """All image files below `folder`, sorted, by file suffix."""
-    return sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)

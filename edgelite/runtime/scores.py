@@ -1,4 +1,4 @@
-"""Top-1 classes and accuracy of model scores, shared by parity checks and benchmarks."""
+"""Classes from model outputs: how many, their scores, the top-1 and accuracy (runtime, convert, bench)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ from typing import Optional, Sequence
 import numpy as np
 
 from edgelite.modes import OutputKind
+
+
+def class_count(units: int) -> int:
+    """How many classes a model with `units` outputs tells apart: one sigmoid unit means two."""
+    return 2 if units == 1 else units
 
 
 def class_scores(raw: np.ndarray, kind: OutputKind) -> np.ndarray:

@@ -21,7 +21,8 @@ from PIL import Image
 
 from edgelite.errors import DatasetError
 from edgelite.modes import Progress, no_progress
-from edgelite.runtime.preprocess import IMAGE_SUFFIXES, MAX_PIXELS
+from edgelite.runtime.folder import class_files, class_folders, is_image_file
+from edgelite.runtime.preprocess import MAX_PIXELS
 
 # Threads reading headers: the work is waiting on the disk, not computing.
 HEADER_THREADS = 8
@@ -53,14 +54,13 @@ class Dataset:
 
 
 def _class_folders(folder: Path, only: Optional[Sequence[str]] = None) -> dict[str, list[Path]]:
-    subs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     if only is not None:
-        names = {p.name for p in subs}
+        names = {p.name for p in class_folders(folder)}
         missing = [name for name in only if name not in names]
         if missing:
             raise DatasetError(f"{folder}: no class folder {', '.join(missing)}; it has {', '.join(sorted(names))}")
-        subs = [p for p in subs if p.name in only]
-    return {sub.name: [p for p in sorted(sub.rglob("*")) if p.is_file()] for sub in subs}
+    # Every file, not only image suffixes: a non-image in a class folder is listed as skipped, not ignored.
+    return class_files(folder, images_only=False, only=only)
 
 
 def _check_classes(split: str, classes: dict[str, list[Path]], folder: Path) -> None:
@@ -69,7 +69,7 @@ def _check_classes(split: str, classes: dict[str, list[Path]], folder: Path) -> 
     if len(classes) == 1:
         raise DatasetError(f"{folder}: only one class ({next(iter(classes))}); a classifier needs at least two")
     for name, files in classes.items():
-        if not [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]:
+        if not any(is_image_file(p) for p in files):
             raise DatasetError(f"{folder}/{name}: class folder has no images ({split} split)")
 
 

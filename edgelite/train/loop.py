@@ -14,36 +14,27 @@ import json
 import resource
 import shutil
 import tempfile
-import time
 import warnings
 import zipfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
 from edgelite import __version__
-from edgelite.atomic import atomic_path, write_bytes_atomic
 from edgelite.errors import EdgeliteError, OptionError, OutputExistsError
 from edgelite.lazy import import_keras
 from edgelite.modes import Decode, Interpolation, MixedPrecision, Progress, check_modes, no_progress
-from edgelite.runtime.metadata import ArtifactMetadata, checkpoint_entries, read_checkpoint_metadata
+from edgelite.runtime.metadata import ArtifactMetadata, read_checkpoint_metadata
 from edgelite.train.augment import AugmentConfig, augmentation_layers
 from edgelite.train.data import Dataset, scan_dataset
 from edgelite.train.hardware import Hardware, adapt_to_multi_worker, select_hardware
-from edgelite.train.init_from import InitSource, check_compatible, copy_weights, read_init_source, train_entry
-from edgelite.train.plots import plot_history
+from edgelite.train.init_from import InitSource, check_compatible, copy_weights, read_init_source
+from edgelite.train.record import HISTORY_FILE, RESUME_FILE, RESUME_STATE, Log, RunRecord, epoch_callback
 from edgelite.train.registry import ModelFamily, get_family
-from edgelite.train.stream import ImageReader, Streams, distributed_datasets, open_readers
-
-RESUME_FILE = "resume.keras"
-RESUME_STATE = "edgelite_state.json"
-HISTORY_FILE = "history.json"
-
-Log = Callable[[str], None]
-
+from edgelite.train.stream import Streams, distributed_datasets, open_readers
 
 @dataclass(frozen=True)
 class TrainOptions:
@@ -135,91 +126,6 @@ class TrainResult:
         return data
 
 
-def _epoch_callback(keras, run: "_Run"):
-    """A Keras callback that hands each finished epoch, with its duration, to `run`."""
-
-    class EpochRecorder(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self.started = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            run.epoch_done(self.model, epoch + 1, logs or {}, time.perf_counter() - self.started)
-
-    return EpochRecorder()
-
-
-class _Run:
-    def __init__(self, out: Path, family: str, metadata: ArtifactMetadata, n_train: int, log: Log):
-        self.out, self.family, self.metadata, self.n_train, self.log = out, family, metadata, n_train, log
-        self.history: list[dict] = []
-        self.best_accuracy = -1.0
-        self.best_epoch = 0
-        self.best_checkpoint: Optional[Path] = None
-        self.phase = "train"
-        self.started_from: Optional[dict] = None  # the checkpoint an --init-from run started from
-        self.readers: tuple[ImageReader, ...] = ()
-        self._reported: set[str] = set()
-
-    def state(self) -> dict:
-        return {"history": self.history, "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
-                "best_checkpoint": self.best_checkpoint.name if self.best_checkpoint else None,
-                "started_from": self.started_from}
-
-    def restore(self, state: dict) -> None:
-        self.history = state["history"]
-        self.best_accuracy = state["best_accuracy"]
-        self.best_epoch = state["best_epoch"]
-        self.best_checkpoint = self.out / state["best_checkpoint"] if state["best_checkpoint"] else None
-        self.started_from = state.get("started_from")
-
-    def new_failures(self) -> list[str]:
-        """Messages of files that failed to decode since the last call (their headers looked fine)."""
-        messages = [m for reader in self.readers for m in list(reader.failures.values()) if m not in self._reported]
-        self._reported.update(messages)
-        return messages
-
-    def epoch_done(self, model, epoch: int, logs: dict, seconds: float) -> None:
-        entry = {"epoch": epoch, "phase": self.phase, "seconds": round(seconds, 3),
-                 "images_per_second": round(self.n_train / seconds, 2) if seconds else 0.0}
-        entry.update({k: float(v) for k, v in logs.items() if k in ("loss", "accuracy", "val_loss", "val_accuracy")})
-        self.history.append(entry)
-        accuracy = entry.get("val_accuracy", 0.0)
-        if accuracy > self.best_accuracy:
-            self.best_accuracy, self.best_epoch = accuracy, epoch
-            self.best_checkpoint = self.out / f"{self.family}_{epoch:02d}_{accuracy:.3f}.keras"
-            save_keras(model, self.best_checkpoint,
-                       {**checkpoint_entries(self.metadata), **train_entry(self.family, self.started_from)})
-        # The resume file is the commit point of an epoch: written last, atomically.
-        save_keras(model, self.out / RESUME_FILE, {RESUME_STATE: json.dumps(self.state())})
-        self.write_history()
-        for message in self.new_failures():
-            self.log(f"skipped: {message}")
-        self.log(f"epoch {epoch}: " + ", ".join(f"{k} {v:.4f}" for k, v in entry.items()
-                                               if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-                 + f", {seconds:.1f} s" + (" (best)" if self.best_epoch == epoch else ""))
-
-    def write_history(self) -> None:
-        payload = {"family": self.family, "best_epoch": self.best_epoch, "best_val_accuracy": self.best_accuracy,
-                   "best_checkpoint": self.best_checkpoint.name if self.best_checkpoint else None,
-                   "started_from": self.started_from, "epochs": self.history}
-        write_bytes_atomic(self.out / HISTORY_FILE, (json.dumps(payload, indent=2) + "\n").encode())
-        plot_history(self.history, self.out / "history.png", title=self.family)
-
-
-def save_keras(model, path: Path, entries: dict[str, str]) -> None:
-    """Save a .keras file with extra zip entries (Keras ignores them), atomically."""
-    with atomic_path(path) as temp:
-        keras_path = temp.with_suffix(".keras")
-        try:
-            model.save(keras_path)
-            with zipfile.ZipFile(keras_path, "a") as archive:
-                for name, text in entries.items():
-                    archive.writestr(name, text)
-            keras_path.replace(temp)
-        finally:
-            keras_path.unlink(missing_ok=True)
-
-
 def _compile(model, optimizer, sigmoid: bool, xla: bool) -> None:
     loss = "binary_crossentropy" if sigmoid else "sparse_categorical_crossentropy"
     model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=xla)
@@ -267,24 +173,53 @@ def _same_size(out: Path, size: int, resumed: tuple[int, int]) -> None:
                           f"resume with --size {resumed[0]}, or start a new run with --force or another --out")
 
 
-def _build_or_resume(keras, family: ModelFamily, config, options: TrainOptions, hardware: Hardware, run: _Run,
-                     classes: int, sigmoid: bool, log: Log, source: Optional[InitSource] = None):
+@dataclass(frozen=True)
+class _RunContext:
+    """What the steps of one training run share, gathered once in `train`.
+
+    `config` has the run's `overrides` applied (the fine-tuning phase applies
+    them again with its own rate); `source` is --init-from's checkpoint, or None.
+    """
+
+    keras: Any
+    family: ModelFamily
+    config: Any
+    overrides: dict
+    options: TrainOptions
+    hardware: Hardware
+    run: RunRecord
+    classes: int
+    log: Log
+    source: Optional[InitSource] = None
+
+    @property
+    def sigmoid(self) -> bool:
+        """Two classes train one sigmoid unit."""
+        return self.classes == 2
+
+    def compile(self, model, config) -> None:
+        """Compile `model` with the family's optimizer for `config` and the run's loss."""
+        _compile(model, self.family.optimizer(config), self.sigmoid, self.options.xla)
+
+
+def _build_or_resume(context: _RunContext):
     """The model to fit: restored with its optimizer and history from resume.keras, or new (from `source`'s weights)."""
-    with hardware.strategy.scope():
+    keras, options, run, source = context.keras, context.options, context.run, context.source
+    with context.hardware.strategy.scope():
         if options.resume:
             resume_file = Path(options.out) / RESUME_FILE
             model = keras.saving.load_model(resume_file, compile=True, safe_mode=True)
-            _same_size(Path(options.out), config.size, tuple(model.input_shape[1:3]))
+            _same_size(Path(options.out), context.config.size, tuple(model.input_shape[1:3]))
             with zipfile.ZipFile(resume_file) as archive:
                 run.restore(json.loads(archive.read(RESUME_STATE)))
-            log(f"resuming after epoch {len(run.history)}")
+            context.log(f"resuming after epoch {len(run.history)}")
             return model
-        model = family.build(config, classes)
+        model = context.family.build(context.config, context.classes)
         if source is not None:
             copy_weights(keras, model, source)
             run.started_from = source.record()
-            log(f"starting from the weights of {source.path}")
-        _compile(model, family.optimizer(config), sigmoid, options.xla)
+            context.log(f"starting from the weights of {source.path}")
+        context.compile(model, context.config)
         return model
 
 
@@ -312,11 +247,11 @@ def _write_folder(out: Path, chief: bool) -> Iterator[Path]:
         shutil.rmtree(temp, ignore_errors=True)
 
 
-def _fit_phases(keras, model, family: ModelFamily, config, overrides: dict, options: TrainOptions,
-                hardware: Hardware, run: _Run, datasets, sigmoid: bool, log: Log) -> None:
+def _fit_phases(context: _RunContext, model, datasets: Streams) -> None:
     """The first phase for options.epochs, then the family's fine-tuning phase, if it has one."""
-    recorder = _epoch_callback(keras, run)
-    adapt_to_multi_worker(model, hardware.strategy)
+    options, run, family, config = context.options, context.run, context.family, context.config
+    recorder = epoch_callback(context.keras, run)
+    adapt_to_multi_worker(model, context.hardware.strategy)
     if len(run.history) < options.epochs:
         _fit(model, datasets, options, epochs=options.epochs, initial_epoch=len(run.history), callbacks=[recorder])
     plan = family.fine_tune(config)
@@ -325,10 +260,10 @@ def _fit_phases(keras, model, family: ModelFamily, config, overrides: dict, opti
     run.phase = "fine-tune"
     if len(run.history) == options.epochs:  # entering the phase: unfreeze, lower the rate
         low_lr = config.lr * plan.lr_factor
-        with hardware.strategy.scope():
+        with context.hardware.strategy.scope():
             plan.unfreeze(model)
-            _compile(model, family.optimizer(family.configure(**{**overrides, "lr": low_lr})), sigmoid, options.xla)
-        log(f"{plan.description} at lr {low_lr:g}")
+            context.compile(model, family.configure(**{**context.overrides, "lr": low_lr}))
+        context.log(f"{plan.description} at lr {low_lr:g}")
     _fit(model, datasets, options, epochs=options.epochs + plan.epochs, initial_epoch=len(run.history),
          callbacks=[recorder])
 
@@ -377,11 +312,11 @@ def train(family_name: str, options: TrainOptions, overrides: Optional[dict] = N
     datasets = distributed_datasets(tf, hardware.strategy, readers, options.batch_size, options.seed, sigmoid,
                                     augment, hardware.workers)
     with _write_folder(out, hardware.chief) as folder:
-        run = _Run(folder, family.name, metadata, len(data.train), log)
+        run = RunRecord(folder, family.name, metadata, len(data.train), log)
         run.readers = readers
-        model = _build_or_resume(keras, family, config, options, hardware, run, len(data.classes), sigmoid, log,
-                                 source)
-        _fit_phases(keras, model, family, config, overrides, options, hardware, run, datasets, sigmoid, log)
+        context = _RunContext(keras, family, config, overrides, options, hardware, run, len(data.classes), log, source)
+        model = _build_or_resume(context)
+        _fit_phases(context, model, datasets)
         run.write_history()
     for message in run.new_failures():
         log(f"skipped: {message}")

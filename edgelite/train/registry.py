@@ -1,7 +1,10 @@
 """The model registry: each trainable family is one entry, a builder beside its frozen config.
 
-    @register_model("scratch", ScratchConfig(), "small CNN ...")
+    @register_model("scratch", ScratchConfig(), "small CNN ...", optimizer=_sgd, scaling="rescale",
+                    smoke={"size": 32})
     def build_scratch(config, num_classes): ...
+
+The optional `fine_tune` hook adds a second phase (see `FineTune`).
 
 `edgelite train <name>` is generated from this table, one option per config
 field, so a new family is a new entry, not new plumbing.
