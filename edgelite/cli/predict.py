@@ -20,15 +20,18 @@ _SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv
 IMAGE_COLUMN = 40
 
 
-def expand_paths(paths: tuple[str, ...], stdin: IO[str]) -> Iterator[str]:
-    """Each PATH as given: a file, every image below a folder (sorted), or '-' for one path per stdin line."""
+def expand_paths(paths: tuple[str, ...], stdin: IO[bytes]) -> Iterator[object]:
+    """Each PATH as given: a file, every image below a folder (sorted), or '-' for stdin.
+
+    Stdin holds either one image (its signature says so) or one path per line;
+    a line that is too long or not UTF-8 is one error result, the others are read on.
+    """
     from edgelite.runtime import list_images
+    from edgelite.runtime.stream import stdin_sources
 
     for path in paths:
         if path == "-":
-            for line in stdin:
-                if line.strip():
-                    yield line.rstrip("\r\n")
+            yield from stdin_sources(stdin)
         elif Path(path).is_dir():
             yield from (str(p) for p in list_images(Path(path)))
         else:
@@ -128,7 +131,8 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     """Classify images with a .tflite or .onnx artifact.
 
     PATH is an image file, a folder (every image below it, recursively), or -
-    to read one path per line from stdin. Results stream as they come: a table,
+    for stdin: an image piped in (JPEG, PNG, GIF, BMP, WebP or TIFF, told by
+    its first bytes) or one path per line. Results stream as they come: a table,
     or with --jsonl one JSON object per image ({"image", "predictions"} or
     {"image", "error"}), or --csv. An edgelite artifact carries its labels,
     input size and preprocessing, so no other flag is needed. Images that
@@ -140,6 +144,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
       edgelite predict artifacts/model_int8.tflite photo.jpg other.png --top-k 3
       edgelite predict artifacts/model_int8.onnx photos/ --jsonl --out results.jsonl
       find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
+      cat photo.jpg | edgelite predict model.tflite -
     """
     from edgelite.runtime import load
     from edgelite.runtime.preprocess import IMAGE_SUFFIXES
@@ -155,7 +160,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
         writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
         writer.start()
-        sources = expand_paths(paths, click.get_text_stream("stdin"))
+        sources = expand_paths(paths, click.get_binary_stream("stdin"))
         for result in model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers):
             done += 1
             for message in result.notes:
@@ -204,6 +209,9 @@ def info_command(model_path: Path, as_json: bool) -> None:
             rows.append([key, value])
     else:
         rows.append(["metadata", "none (not written by edgelite)"])
+    check = info.get("manifest")
+    rows.append(["manifest", f"size and sha256 {check['sha256'][:16]}... match {Path(check['manifest']).name}"
+                 if check else "none lists this file (not checked)"])
     if "operators" in info:
         rows.append(["operators", ", ".join(f"{o['name']} v{o['version']}" for o in info["operators"])])
     if info.get("min_runtime"):
