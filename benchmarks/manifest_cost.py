@@ -33,7 +33,8 @@ def build(folder: Path) -> Path:
 
     keras.utils.set_random_seed(0)
     inputs = keras.Input((32, 32, 3))
-    hidden = keras.layers.Dense(6500, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
+    scaled = keras.layers.Rescaling(1 / 255)(inputs)
+    hidden = keras.layers.Dense(6500, activation="relu")(keras.layers.Flatten()(scaled))
     model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(hidden))
     flatbuffer = bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     path = folder / "big_float32.tflite"

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from edgelite.isolated import PACKAGE_ROOT
 from edgelite.runtime.stream import MAX_LINE_BYTES
