@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import site
 import sys
 from pathlib import Path
 from typing import Optional
@@ -22,13 +23,25 @@ import edgelite
 PACKAGE_ROOT = str(Path(edgelite.__file__).resolve().parent.parent)
 
 
+def _site_folders() -> set[str]:
+    folders = set(site.getsitepackages()) if hasattr(site, "getsitepackages") else set()
+    folders.add(site.getusersitepackages())
+    return {str(Path(f).resolve()) for f in folders}
+
+
 def _search_path() -> list[str]:
-    """The parent's import path without the working folder, with our package's root first."""
+    """The parent's import path without the working folder; our package's root kept where it was.
+
+    When edgelite itself was imported from the working folder (`python -m
+    edgelite` in a clone), that folder is what the user ran: it stays, first.
+    """
     cwd = Path.cwd().resolve()
-    paths = [PACKAGE_ROOT]
+    paths = [PACKAGE_ROOT] if Path(PACKAGE_ROOT) == cwd else []
     for entry in sys.path:
         if entry and entry not in paths and Path(entry).resolve() != cwd:
             paths.append(entry)
+    if PACKAGE_ROOT not in paths:
+        paths.append(PACKAGE_ROOT)
     return paths
 
 
@@ -50,8 +63,14 @@ def python_module_command(module: str, safe_path_flag: Optional[bool] = None) ->
 
 
 def child_environment(**extra: str) -> dict[str, str]:
-    """os.environ plus `extra`, with our package's root first on PYTHONPATH (for `-P`)."""
+    """os.environ plus `extra`; with `-P` the child finds our package through PYTHONPATH.
+
+    A source checkout (editable install, PYTHONPATH or the working folder) is
+    put first on PYTHONPATH; an installed package is found in site-packages.
+    """
     env = dict(os.environ, **extra)
+    if PACKAGE_ROOT in _site_folders():  # installed: the child finds it; never put site-packages before the stdlib
+        return env
     current = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != PACKAGE_ROOT]
     env["PYTHONPATH"] = os.pathsep.join([PACKAGE_ROOT, *current])
     return env
