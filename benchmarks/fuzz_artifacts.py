@@ -252,7 +252,7 @@ def _outcome(path: str) -> dict:
         return {"outcome": "other exception", "detail": f"{type(exc).__name__}: {str(exc)[:200]}"}
 
 
-def _run_forked(path: str, timeout: float, memory_gb: float) -> dict:
+def _run_forked(path: str, timeout: float, memory_gb: float, outcome=None) -> dict:
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: one mutant, then exit without cleanup
@@ -263,7 +263,7 @@ def _run_forked(path: str, timeout: float, memory_gb: float) -> dict:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, 2)  # LiteRT's own error lines
         try:
-            result = _outcome(path)
+            result = (outcome or _outcome)(path)
         except BaseException as exc:  # noqa: B036
             result = {"outcome": "other exception", "detail": repr(exc)[:200]}
         os.write(write_end, json.dumps(result).encode())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "edgelite"
-SHARED = {"errors", "modes", "silence", "atomic", "lazy", ""}
+SHARED = {"errors", "modes", "silence", "atomic", "lazy", "isolated", ""}
 # What each stage may import besides the shared modules and itself.
 ALLOWED = {
     "runtime": set(),

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -21,6 +20,7 @@ from edgelite.bench.options import BenchOptions
 from edgelite.bench.pick import pick_fastest
 from edgelite.bench.schema import SCHEMA_VERSION
 from edgelite.errors import OptionError, PickError
+from edgelite.isolated import child_environment, python_module_command
 from edgelite.modes import ModelKind, Progress, no_progress
 from edgelite.runtime.metadata import KERAS_SUFFIXES
 # What a row inherits from the row of the same model that evaluated the data.
@@ -82,10 +82,10 @@ def job_for(path: Path, kind: ModelKind, threads: int, options: BenchOptions, ev
 
 def run_worker(job: WorkerJob, timeout: float) -> dict[str, Any]:
     """Measure one job in a fresh Python process; any failure comes back as a row with `error`."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = child_environment(TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
     begin = time.perf_counter()
-    try:
-        done = subprocess.run([sys.executable, "-m", "edgelite.bench.worker"], input=job.to_json(),
+    try:  # an isolated path: a folder named edgelite/ in the working folder is never imported
+        done = subprocess.run(python_module_command("edgelite.bench.worker"), input=job.to_json(),
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s", "process_wall_s": time.perf_counter() - begin}

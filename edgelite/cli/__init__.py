@@ -25,6 +25,9 @@ class EdgeliteGroup(click.Group):
                 raise
             click.echo(f"error: {safe_text(exc)}", err=True)
             ctx.exit(1)
+        except BrokenPipeError:  # the reader went away (| head): end quietly, as a Unix tool does
+            _quiet_stdout()
+            ctx.exit(141)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
             ctx.exit(130)
@@ -34,6 +37,16 @@ class EdgeliteGroup(click.Group):
             click.echo(f"error: unexpected {type(exc).__name__}: {safe_text(exc)} "
                        "(run 'edgelite --debug ...' for the trace)", err=True)
             ctx.exit(1)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not fail on the closed pipe again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a file descriptor (captured): nothing to flush into a pipe
+        pass
 
 
 def _debug(ctx: click.Context) -> bool:

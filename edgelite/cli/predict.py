@@ -21,18 +21,20 @@ _SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv
 IMAGE_COLUMN = 40
 
 
-def expand_paths(paths: tuple[str, ...], stdin: IO[str],
-                 unreadable: Optional[dict[str, str]] = None) -> Iterator[str]:
-    """Each PATH as given: a file, every image below a folder (sorted), or '-' for one path per stdin line.
+def expand_paths(paths: tuple[str, ...], stdin: IO[bytes],
+                 unreadable: Optional[dict[str, str]] = None) -> Iterator[object]:
+    """Each PATH as given: a file, every image below a folder (sorted), or '-' for stdin.
 
+    Stdin holds either one image (its signature says so) or one path per line;
+    a line that is too long or not UTF-8 is one error result, the others are read on.
     A folder below that cannot be read comes in its sorted place, as its own
     path, with the reason in `unreadable` (path -> message): it is an error item.
     """
+    from edgelite.runtime.stdin import stdin_sources
+
     for path in paths:
         if path == "-":
-            for line in stdin:
-                if line.strip():
-                    yield line.rstrip("\r\n")
+            yield from stdin_sources(stdin)
         elif Path(path).is_dir():
             yield from (str(p) for p in _folder_items(Path(path), {} if unreadable is None else unreadable))
         else:
@@ -143,7 +145,8 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     """Classify images with a .tflite or .onnx artifact.
 
     PATH is an image file, a folder (every image below it, recursively), or -
-    to read one path per line from stdin. Results stream as they come: a table,
+    for stdin: an image piped in (JPEG, PNG, GIF, BMP, WebP or TIFF, told by
+    its first bytes) or one path per line. Results stream as they come: a table,
     or with --jsonl one JSON object per image ({"image", "predictions"} or
     {"image", "error"}), or --csv. An edgelite artifact carries its labels,
     input size and preprocessing, so no other flag is needed. Images that
@@ -155,6 +158,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
       edgelite predict artifacts/model_int8.tflite photo.jpg other.png --top-k 3
       edgelite predict artifacts/model_int8.onnx photos/ --jsonl --out results.jsonl
       find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
+      cat photo.jpg | edgelite predict model.tflite -
     """
     from edgelite.runtime import load
     from edgelite.runtime.folder import looked_for
@@ -173,7 +177,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
         writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
         writer.start()
         unreadable: dict[str, str] = {}
-        sources = expand_paths(paths, click.get_text_stream("stdin"), unreadable)
+        sources = expand_paths(paths, click.get_binary_stream("stdin"), unreadable)
         for result in model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers):
             done += 1
             if not result.ok and result.source in unreadable:  # a folder: say why it was not read
@@ -234,6 +238,9 @@ def info_command(model_path: Path, as_json: bool) -> None:
             rows.append([key, value])
     else:
         rows.append(["metadata", "none (not written by edgelite)"])
+    check = info.get("manifest")
+    rows.append(["manifest", f"size and sha256 {check['sha256'][:16]}... match {Path(check['manifest']).name}"
+                 if check else "none lists this file (not checked)"])
     if "operators" in info:
         rows.append(["operators", ", ".join(f"{o['name']} v{o['version']}" for o in info["operators"])])
     if info.get("min_runtime"):

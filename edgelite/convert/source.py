@@ -214,8 +214,27 @@ def _output_kind(model, stored: Optional[ArtifactMetadata]) -> OutputKind:
     if stored is not None:
         return stored.output_kind
     activation = getattr(model.layers[-1], "activation", None)
+    if activation is None:  # a SavedModel layer: its activation is not visible, its output is
+        return _observed_output_kind(model)
     name = getattr(activation, "__name__", "")
     return "softmax" if name == "softmax" else "sigmoid" if name == "sigmoid" else "logits"
+
+
+def _observed_output_kind(model) -> OutputKind:
+    """softmax/sigmoid when the scores of a few random images are probabilities, else logits.
+
+    Calling them logits when the graph ends in a softmax would make the runtime
+    apply a second one (and `load` refuses such an artifact).
+    """
+    import numpy as np
+
+    shape = tuple(model.input_shape)
+    images = np.random.default_rng(0).uniform(0, 255, (4, *shape[1:])).astype(np.float32)
+    raw = np.asarray(model(images)).reshape(len(images), -1)
+    in_unit = bool(np.all((raw >= 0) & (raw <= 1)))
+    if raw.shape[1] == 1:
+        return "sigmoid" if in_unit else "logits"
+    return "softmax" if in_unit and bool(np.allclose(raw.sum(axis=1), 1.0, atol=1e-4)) else "logits"
 
 
 def class_folder_names(folder: Path) -> tuple[str, ...]:

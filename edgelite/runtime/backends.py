@@ -230,6 +230,28 @@ def _is_constant(interpreter, tensor: int, dtype) -> bool:
     return True
 
 
+# Operators that only move or requantize scores: the op before them is what made the scores.
+_PASS_THROUGH = {"DEQUANTIZE", "QUANTIZE", "RESHAPE", "SQUEEZE", "CAST"}
+
+
+def _final_op(interpreter, output_name: str) -> Optional[str]:
+    """The operator that computes the first output (SOFTMAX, LOGISTIC, FULLY_CONNECTED...), or None if unknown."""
+    operators = getattr(interpreter, "_get_ops_details", None)
+    if operators is None:
+        return None
+    details = interpreter.get_output_details()
+    tensor = next((int(d["index"]) for d in details if d["name"] == output_name), None)
+    writer = {int(t): op for op in operators() for t in op["outputs"]}
+    for _ in range(len(writer)):
+        op = writer.get(tensor)
+        if op is None:
+            return None
+        if op["op_name"] not in _PASS_THROUGH or not len(op["inputs"]):
+            return op["op_name"]
+        tensor = int(op["inputs"][0])
+    return None
+
+
 def _first_line(exc: Exception) -> str:
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return lines[0][:300] if lines else type(exc).__name__
@@ -259,6 +281,7 @@ class TFLiteBackend:
                 _check_graph(first, name)
                 self.inputs = tuple(self._spec(d) for d in first.get_input_details())
                 self.outputs = tuple(self._spec(d) for d in first.get_output_details())
+                self.final_op = _final_op(first, self.outputs[0].name) if self.outputs else None
             except (ValueError, RuntimeError, TypeError, KeyError) as exc:
                 raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
         self._local.unallocated = first
@@ -343,6 +366,7 @@ class OnnxBackend:
         self.inputs = tuple(self._spec(i, path.name) for i in self._session.get_inputs())
         self.outputs = tuple(self._spec(o, path.name) for o in self._session.get_outputs())
         self.custom_metadata = dict(self._session.get_modelmeta().custom_metadata_map)
+        self.final_op: Optional[str] = None  # onnxruntime does not show the graph; the Model checks the output
 
     @staticmethod
     def _spec(arg, name: str) -> TensorSpec:

@@ -28,6 +28,7 @@ def describe(path: Union[str, Path]) -> dict[str, Any]:
         "outputs": [_tensor(s) for s in model.backend.outputs],
         "metadata": json.loads(model.metadata.to_json()) if model.metadata else None,
         "assumptions": model.assumptions,
+        "manifest": model.manifest.to_dict() if model.manifest else None,
     }
     if model.tflite is not None:
         codes = model.tflite.operator_codes

@@ -26,6 +26,8 @@ MAX_LABEL_LENGTH = 1000
 # The same document inside a .keras checkpoint written by edgelite's training (a zip entry Keras ignores).
 CHECKPOINT_METADATA = "edgelite.json"
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+# A JSON member of a .keras zip (edgelite.json, Keras's config.json) past this is not metadata but a bomb.
+MAX_METADATA_MEMBER_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,10 @@ def _check_fields(meta: ArtifactMetadata) -> None:
     for name in ("source_sha256", "edgelite_version"):
         if not isinstance(getattr(meta, name), str):
             raise OptionError(f"{name} must be a string, got {_shown(getattr(meta, name))}")
+    if meta.input_scaling != "none" and meta.graph_scaling != "none":
+        # the pixels would be scaled twice: every answer wrong, with exit 0
+        raise OptionError(f"input_scaling is {meta.input_scaling}, but the graph already scales its input "
+                          f"(graph_scaling {meta.graph_scaling}); input_scaling must be none")
     version = meta.format_version
     if not _is_int(version) or version < 1:
         raise OptionError(f"format_version must be a whole number from 1, got {_shown(version)}")
@@ -150,14 +156,40 @@ def _shown(value: object) -> str:
 
 
 def read_checkpoint_metadata(path: Path) -> Optional[ArtifactMetadata]:
-    """The metadata edgelite's training stored inside a .keras checkpoint, if any."""
+    """The metadata edgelite's training stored inside a .keras checkpoint, if any.
+
+    Every metadata member's size is checked first (`check_checkpoint_members`):
+    convert, evaluate and `train --init-from` all read the metadata before
+    Keras opens the file.
+
+    Raises:
+        ModelFileError: a metadata member is oversized, or the metadata is invalid.
+    """
     path = Path(path)
     if path.suffix != ".keras" or not zipfile.is_zipfile(path):
         return None
     with zipfile.ZipFile(path) as archive:
+        check_checkpoint_members(archive, path.name)
         if CHECKPOINT_METADATA not in archive.namelist():
             return None
         return ArtifactMetadata.from_json(archive.read(CHECKPOINT_METADATA))
+
+
+def check_checkpoint_members(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse a .keras zip whose JSON members (edgelite's and Keras's metadata) would unpack past a cap.
+
+    Sizes come from the zip's directory, before anything is unpacked (zipfile
+    never gives more than a member's recorded size). The weights member is
+    not capped here: it is as large as the model.
+
+    Raises:
+        ModelFileError: naming the member, its size and the cap.
+    """
+    for info in archive.infolist():
+        if info.filename.endswith(".json") and info.file_size > MAX_METADATA_MEMBER_BYTES:
+            raise ModelFileError(
+                f"{name}: its member {info.filename} unpacks to {info.file_size:,} bytes; metadata members are at "
+                f"most {MAX_METADATA_MEMBER_BYTES >> 20} MB (the checkpoint is corrupt or hostile)")
 
 
 def checkpoint_entries(metadata: ArtifactMetadata) -> dict[str, str]:

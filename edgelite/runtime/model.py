@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -12,120 +10,34 @@ import numpy as np
 from edgelite.errors import ImageError, ModelFileError, OptionError
 from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInterpreter, check_mode
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
+from edgelite.runtime.manifest import ManifestCheck, check_manifest
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
+from edgelite.runtime.predictions import (READ_AHEAD_BATCHES, Prediction, Predictions, _source_name,  # noqa: F401
+                                          predict_stream, rank)
 from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
-from edgelite.runtime.read_ahead import chunks, read_ahead
 from edgelite.runtime.scores import class_count, class_scores
-from edgelite.runtime.tflite_format import TFLiteFile, read_tflite
+from edgelite.runtime.tflite_format import TFLiteFile, read_tflite, read_tflite_bytes
 from edgelite.silence import silenced_fds
 
 DEFAULT_SIZE = 224
-# predict_iter decodes up to this many batches ahead of the one the model runs.
-READ_AHEAD_BATCHES = 2
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One ranked class."""
-
-    label: str
-    score: float
-    index: int
-
-
-class Predictions(list):
-    """The ranked `Prediction`s of one image (a list), with what happened to it.
-
-    Attributes:
-        source: the image as given (a path), or what it was ("image bytes", "array").
-        notes: conversions made to read the image (e.g. "CMYK image converted to RGB").
-        error: why the image could not be classified (then the list is empty), else None.
-    """
-
-    def __init__(self, ranked: Iterable[Prediction] = (), notes: Sequence[str] = (), source: str = "",
-                 error: Optional[str] = None):
-        super().__init__(ranked)
-        self.notes: tuple[str, ...] = tuple(notes)
-        self.source = source
-        self.error = error
-
-    @property
-    def ok(self) -> bool:
-        """True when the image was classified."""
-        return self.error is None
-
-    def to_dict(self, digits: int = 6) -> dict:
-        """`{"image", "predictions": [{"label", "score"}...], "notes"}`, or `{"image", "error"}`."""
-        if self.error is not None:
-            return {"image": self.source, "error": self.error}
-        return {"image": self.source, "predictions": [{"label": p.label, "score": round(p.score, digits)}
-                                                      for p in self], "notes": list(self.notes)}
-
-
-def _source_name(source: ImageSource) -> str:
-    if isinstance(source, (str, Path)):
-        return str(source)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return "image bytes"
-    return "array" if isinstance(source, np.ndarray) else type(source).__name__
-
-
-def rank(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[list[Prediction]]:
-    """Top-k predictions of each row of class scores, best first (ties keep class order)."""
-    if top_k < 1:
-        raise OptionError(f"top-k must be at least 1, got {top_k}")
-    ranked = []
-    for row in scores:
-        order = np.argsort(-row, kind="stable")[:top_k]
-        ranked.append([Prediction(labels[i], float(row[i]), int(i)) for i in order])
-    return ranked
-
-
-def predict_stream(sources: Iterable[ImageSource], prepare: Callable[[ImageSource], PreparedImage],
-                   scores: Callable[[np.ndarray], np.ndarray], labels: Sequence[str], top_k: int = 5,
-                   batch_size: int = 8, workers: Optional[int] = None) -> Iterator[Predictions]:
-    """The pipeline of `Model.predict_iter`, for any `prepare` (one image) and `scores` (a batch).
-
-    `workers` threads run `prepare` ahead (at most READ_AHEAD_BATCHES batches)
-    while `scores` runs a batch; results come in input order, and an image
-    `prepare` cannot read (ImageError) is a `Predictions` with its `error`.
-    """
-    if top_k < 1:
-        raise OptionError(f"top-k must be at least 1, got {top_k}")
-    if batch_size < 1:
-        raise OptionError(f"batch size must be at least 1, got {batch_size}")
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    if workers < 1:
-        raise OptionError(f"workers must be at least 1, got {workers}")
-
-    def prepare_or_error(source: ImageSource) -> Union[PreparedImage, ImageError]:
-        try:
-            return prepare(source)
-        except ImageError as exc:
-            return exc
-
-    decoded = read_ahead(prepare_or_error, sources, workers, depth=READ_AHEAD_BATCHES * batch_size)
-    for chunk in chunks(decoded, batch_size):
-        good = [prepared for _, prepared in chunk if isinstance(prepared, PreparedImage)]
-        ranked = iter(rank(scores(np.stack([p.pixels for p in good])), labels, top_k) if good else [])
-        for source, prepared in chunk:
-            if isinstance(prepared, PreparedImage):
-                yield Predictions(next(ranked), prepared.notes, _source_name(source))
-            else:
-                yield Predictions(source=_source_name(source), error=str(prepared))
+# An ONNX file without external data is one protobuf, which cannot exceed 2 GiB.
+MAX_PROTOBUF_BYTES = (1 << 31) - 1
 
 
 class Model:
     """A loaded artifact: preprocessing, (de)quantization and labels around a backend.
 
     Build it with `load`. `predict` and `predict_batch` are safe to call from
-    several threads.
+    several threads. `manifest` says whether the file was checked against a
+    manifest.json beside it (None: there is none, or it does not list the file).
     """
 
     def __init__(self, path: Path, backend, metadata: Optional[ArtifactMetadata],
                  tflite: Optional[TFLiteFile] = None, labels: Optional[Sequence[str]] = None,
-                 scaling: Optional[Scaling] = None, decode: Optional[Decode] = None):
+                 scaling: Optional[Scaling] = None, decode: Optional[Decode] = None,
+                 manifest: Optional[ManifestCheck] = None):
         self.path = path
+        self.manifest = manifest
         self.backend = backend
         self.metadata = metadata
         self.tflite = tflite
@@ -214,6 +126,7 @@ class Model:
         count = raw.shape[1]
         if count < 1:
             raise ModelFileError(f"{self.path.name}: the model's output is empty")
+        self._check_output_kind(raw)
         classes = class_count(count)
         if len(self.labels) == classes:
             return
@@ -227,15 +140,51 @@ class Model:
         else:
             raise OptionError(f"{len(labels)} labels given, but the model has {classes} classes")
 
+    def _check_output_kind(self, raw: np.ndarray) -> None:
+        """Refuse metadata whose output kind the graph contradicts: the scores would be silently wrong.
+
+        `logits` on a graph that ends in SOFTMAX (or LOGISTIC) would be put
+        through a second softmax, flattening every score; `softmax`/`sigmoid` on
+        a graph whose scores leave 0..1 would be shown as they are.
+        """
+        kind = self.output_kind
+        if kind is None:
+            return
+        final = getattr(self.backend, "final_op", None)
+        ends_in = {"SOFTMAX": "softmax", "LOGISTIC": "sigmoid"}.get(final or "")
+        in_unit = bool(np.all((raw >= -1e-3) & (raw <= 1 + 1e-3)))
+        is_distribution = raw.shape[1] > 1 and in_unit and bool(np.allclose(raw.sum(axis=1), 1.0, atol=1e-3))
+        problem = None
+        if kind == "logits" and ends_in:
+            problem = f"the graph ends in {final}, so its output is already {ends_in} scores"
+        elif kind == "logits" and final is None and is_distribution:
+            problem = "the output of a test image is already a probability distribution (it sums to 1)"
+        elif kind != "logits" and not in_unit:
+            problem = f"the output of a test image has values outside 0..1 ({float(raw.min()):.3g} to " \
+                      f"{float(raw.max()):.3g})"
+        if problem:
+            raise ModelFileError(f"{self.path.name}: the metadata says output_kind {kind}, but {problem}; "
+                                 "the file is inconsistent: convert the checkpoint again")
+
     # -- running --------------------------------------------------------------
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode and resize one image the way this model was trained."""
         return preprocess(source, self.height, self.width, self.interpolation, self.decode)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
-        """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output."""
+        """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output.
+
+        Raises:
+            OptionError: the batch has the wrong shape or no image.
+            ImageError: a pixel is NaN or infinite.
+        """
         if pixels.ndim != 4 or pixels.shape[1:] != (self.height, self.width, 3):
             raise OptionError(f"expected a batch of shape (N, {self.height}, {self.width}, 3), got {pixels.shape}")
+        if len(pixels) == 0:
+            raise OptionError(f"expected at least one image, got an empty batch of shape {pixels.shape}")
+        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+            # quantizing NaN gives an arbitrary integer: the model would answer with finite, meaningless scores
+            raise ImageError("the pixels hold NaN or infinite values; expected raw 0-255 RGB")
         batch = self._quantize(scale_pixels(pixels, self.input_scaling))
         if self._channels_first:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
@@ -311,6 +260,10 @@ class Model:
         Memory stays bounded whatever the length of `sources`: at most
         3 x `batch_size` images are read and not yet returned. An image that
         cannot be read comes back as a `Predictions` with its `error`; the stream goes on.
+        If `sources` itself raises (a generator that fails), the results of
+        every item it yielded before are returned first, then its exception is
+        raised from this iterator: nothing already read is lost, and the
+        failure is not mistaken for one image's.
 
         Args:
             sources: paths, encoded bytes, PIL images or arrays; read lazily.
@@ -344,6 +297,13 @@ def _read_metadata(raw: Optional[Union[str, bytes]], path: Path) -> Optional[Art
         raise ModelFileError(f"{path.name}: {exc}") from None
 
 
+def _read_file(path: Path, read: Callable[[Path], bytes]) -> bytes:
+    try:
+        return read(path)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+
 def load(path: Union[str, Path], threads: Optional[int] = None,
          labels: Optional[Sequence[str]] = None, scaling: Optional[Scaling] = None,
          interpreter: TFLiteInterpreter = "auto", decode: Optional[Decode] = None) -> Model:
@@ -362,7 +322,10 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
     metadata (types and ranges of every field, a known format version) must
     match its own tensors (input height and width, one label per class), the
     input and output must be usable image and score tensors, and one
-    inference on a zero image must run.
+    inference on a zero image must run. Only a .tflite's 8-byte header is
+    read before the file is accepted as a flatbuffer. When a manifest.json
+    beside the file lists it (convert writes one), the file's size and
+    sha256 must be the ones it records.
 
     Raises:
         ModelFileError: the file is missing, a directory, of an unknown type,
@@ -378,14 +341,19 @@ def load(path: Union[str, Path], threads: Optional[int] = None,
         raise OptionError(f"threads must be at least 1, got {threads}")
     suffix = path.suffix.lower()
     if suffix == ".tflite":
-        content = path.read_bytes()
+        content = _read_file(path, read_tflite_bytes)
+        verified = check_manifest(path, content)
         tflite = read_tflite(content, path.name)
         metadata = _read_metadata(tflite.metadata.get(METADATA_KEY), path)
         backend = TFLiteBackend(content, path.name, threads, tflite.operator_codes,
                                 check_mode(TFLiteInterpreter, interpreter))
-        return Model(path, backend, metadata, tflite, labels, scaling, decode)
+        return Model(path, backend, metadata, tflite, labels, scaling, decode, verified)
     if suffix == ".onnx":
+        if path.stat().st_size > MAX_PROTOBUF_BYTES:
+            raise ModelFileError(f"{path.name}: not a valid .onnx file ({path.stat().st_size:,} bytes; an ONNX "
+                                 "model file is a protobuf of at most 2 GiB, larger weights sit in external files)")
+        verified = check_manifest(path)
         backend = OnnxBackend(path, threads)
         metadata = _read_metadata(backend.custom_metadata.get(METADATA_KEY), path)
-        return Model(path, backend, metadata, None, labels, scaling, decode)
+        return Model(path, backend, metadata, None, labels, scaling, decode, verified)
     raise ModelFileError(f"{path.name}: unknown model type {suffix or '(no suffix)'}; expected .tflite or .onnx")

@@ -96,18 +96,14 @@ def _decode(source: ImageSource, draft: Optional[int]) -> tuple[Image.Image, lis
         stream, name, shown = io.BytesIO(bytes(source)), "image bytes", "image bytes"
     elif isinstance(source, (str, Path)):
         path = Path(source)
-        if path.is_dir():
-            raise ImageError(f"{path}: is a directory, not an image")
-        if not path.is_file():
-            raise ImageError(f"{path}: no such file")
-        stream, name, shown = path, path.name, str(path)
+        stream, name, shown = _open_file(path), path.name, str(path)
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}; "
                          "pass a path, encoded bytes, a PIL image or an HxWx3 array")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(stream) as image:
+            with stream, Image.open(stream) as image:
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise _bomb(shown)
@@ -123,6 +119,26 @@ def _decode(source: ImageSource, draft: Optional[int]) -> tuple[Image.Image, lis
         raise _bomb(shown) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{shown}: truncated or corrupt image ({exc})") from None
+
+
+def _open_file(path: Path) -> io.BufferedReader:
+    """The image file opened for reading, or an ImageError that says why not (not "corrupt")."""
+    try:
+        if path.is_dir():
+            raise ImageError(f"{path}: is a directory, not an image")
+        if not path.is_file():
+            raise ImageError(f"{path}: no such file")
+        return open(path, "rb")
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied; cannot read the image") from None
+    except OSError as exc:  # a name too long, an I/O error: about the path, not the image in it
+        raise ImageError(f"{_cut(str(path))}: cannot open it ({exc.strerror or exc})") from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise ImageError(f"{_cut(str(path))}: not a usable path ({exc})") from None
+
+
+def _cut(text: str, keep: int = 200) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
 
 
 def _bomb(shown: str) -> ImageError:

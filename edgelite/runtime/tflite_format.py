@@ -15,6 +15,7 @@ data(0), offset(1, uint64), size(2, uint64).
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from pathlib import Path
 from edgelite.errors import ModelFileError
 
 FILE_IDENTIFIER = b"TFL3"
+# Flatbuffer offsets are 32-bit and signed in places: no valid .tflite is larger.
+MAX_FLATBUFFER_BYTES = (1 << 31) - 1
 # deprecated_builtin_code is an int8; codes past it are stored in builtin_code.
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 
@@ -226,8 +229,28 @@ def read_tflite(data: bytes, name: str = "model") -> TFLiteFile:
 
 
 def read_tflite_file(path: Path) -> TFLiteFile:
-    """`read_tflite` on a file's bytes."""
-    return read_tflite(Path(path).read_bytes(), Path(path).name)
+    """`read_tflite` on a file's bytes (its header checked before the rest is read)."""
+    return read_tflite(read_tflite_bytes(Path(path)), Path(path).name)
+
+
+def read_tflite_bytes(path: Path) -> bytes:
+    """A .tflite file's bytes, read only after its size and 8-byte header say it is a TFLite flatbuffer.
+
+    A garbage file of gigabytes is refused after reading 8 bytes, not all of it.
+
+    Raises:
+        ModelFileError: too large for a flatbuffer, or without the 'TFL3' identifier.
+        OSError: the file cannot be read.
+    """
+    with open(path, "rb") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        head = handle.read(8)
+        reader = _Reader(head, path.name)
+        if len(head) < 8 or head[4:8] != FILE_IDENTIFIER:
+            raise reader.fail("the 'TFL3' file identifier is missing")
+        if size > MAX_FLATBUFFER_BYTES:
+            raise reader.fail(f"{size:,} bytes; a TFLite flatbuffer is at most 2 GiB")
+        return head + handle.read()
 
 
 def builtin_name(code: int) -> str:

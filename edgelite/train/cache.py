@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -27,7 +29,9 @@ import numpy as np
 from edgelite.errors import DatasetError
 from edgelite.modes import Decode, Interpolation
 
-CACHE_FORMAT = 1
+# 2: a CRC-32 per row (.crc.npy); entries of format 1 have none and are not used.
+CACHE_FORMAT = 2
+_log = logging.getLogger(__name__)
 
 
 def _digest(value: object) -> str:
@@ -52,20 +56,32 @@ def cache_name(paths: Sequence[Path], size: int, interpolation: Interpolation, d
 class DecodedCache:
     """Decoded images of one split, a row per file; a row counts once its `done` flag is set.
 
+    Each row has a CRC-32 beside it (`.crc.npy`): a row whose pixels no longer
+    match it (a flipped byte on disk) is decoded again, as is every row of a
+    file whose size disagrees with its header (a truncated copy, which
+    numpy's memmap would otherwise zero-fill): training never runs on damaged
+    pixels. What was rebuilt is said in `notes` (and logged).
+
     Attributes:
-        path: the pixels file (the flags sit beside it, `.done.npy`).
+        path: the pixels file (the flags and checksums sit beside it, `.done.npy`, `.crc.npy`).
+        notes: what was found damaged and rebuilt.
     """
 
-    def __init__(self, path: Path, pixels: np.ndarray, done: np.ndarray):
-        self.path, self._pixels, self._done = path, pixels, done
+    def __init__(self, path: Path, pixels: np.ndarray, done: np.ndarray, sums: np.ndarray,
+                 notes: Optional[list[str]] = None):
+        self.path, self._pixels, self._done, self._sums = path, pixels, done, sums
+        self.notes: list[str] = notes if notes is not None else []
+        self._damaged_rows = 0
 
     @classmethod
     def open(cls, folder: Path, paths: Sequence[Path], size: int, interpolation: Interpolation,
              decode: Decode) -> "DecodedCache":
         """Open (or create) the entry for `paths` at `size`, deleting stale versions of it.
 
+        A damaged entry file (its size not what its header says) is rebuilt, with a note.
+
         Raises:
-            DatasetError: the folder cannot be written, or an entry file is damaged.
+            DatasetError: the folder cannot be written, or an entry file cannot be read.
         """
         folder = Path(folder)
         try:
@@ -76,9 +92,22 @@ class DecodedCache:
         for stale in folder.glob(f"{prefix}-*.npy"):
             if not stale.name.startswith(name + "."):
                 stale.unlink(missing_ok=True)  # a file changed since: those rows are not its pixels any more
-        pixels = _open_array(folder / f"{name}.pixels.npy", (len(paths), size, size, 3))
-        done = _open_array(folder / f"{name}.done.npy", (len(paths),))
-        return cls(folder / f"{name}.pixels.npy", pixels, done)
+        files = {part: folder / f"{name}.{part}.npy" for part in ("pixels", "crc", "done")}
+        notes: list[str] = []
+        shapes = {"pixels": ((len(paths), size, size, 3), np.uint8), "crc": ((len(paths),), np.uint32),
+                  "done": ((len(paths),), np.uint8)}
+        for part, (shape, dtype) in shapes.items():
+            problem = _damage(files[part], shape, dtype)
+            if problem:
+                # the flags (and sums) say which rows hold good pixels: without intact pixels they must go too
+                for later in list(shapes)[list(shapes).index(part):]:
+                    files[later].unlink(missing_ok=True)
+                notes.append(f"{files[part].name}: damaged decoded-image cache ({problem}); rebuilt, its images "
+                             "are decoded again")
+                _log.warning("note: %s", notes[-1])
+                break
+        pixels, sums, done = (_open_array(files[part], *shapes[part]) for part in ("pixels", "crc", "done"))
+        return cls(files["pixels"], pixels, done, sums, notes)
 
     def __len__(self) -> int:
         return len(self._done)
@@ -89,22 +118,56 @@ class DecodedCache:
         return int(np.count_nonzero(self._done))
 
     def get(self, index: int) -> Optional[np.ndarray]:
-        """A copy of row `index`, or None if it was never filled."""
-        return np.array(self._pixels[index]) if self._done[index] else None
+        """A copy of row `index`, or None if it was never filled or its pixels fail their checksum."""
+        if not self._done[index]:
+            return None
+        row = np.array(self._pixels[index])
+        if zlib.crc32(row) == int(self._sums[index]):
+            return row
+        self._done[index] = 0
+        self._damaged_rows += 1
+        if self._damaged_rows == 1:
+            self.notes.append(f"{self.path.name}: a row does not match its checksum (the cache is damaged); "
+                              "such rows are decoded again")
+            _log.warning("note: %s", self.notes[-1])
+        return None
 
     def put(self, index: int, pixels: np.ndarray) -> None:
-        """Fill row `index`; the flag is set after the pixels, so a half-written row never counts."""
+        """Fill row `index`; the flag is set after the pixels and their checksum, so a half-written row never counts."""
         self._pixels[index] = pixels
+        self._sums[index] = zlib.crc32(np.ascontiguousarray(self._pixels[index]))
         self._done[index] = 1
 
 
-def _open_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    """A uint8 .npy of `shape`, memory-mapped for reading and writing; created (sparse, zeros) if missing."""
+def _damage(path: Path, shape: tuple[int, ...], dtype) -> Optional[str]:
+    """What is wrong with an existing entry file (header, dtype, shape or size), or None if it is whole or absent."""
+    if not path.exists():
+        return None
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            stored_shape, _, stored_dtype = read_header(handle)
+            offset = handle.tell()
+        size = path.stat().st_size
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        return f"unreadable header: {exc}"
+    if tuple(stored_shape) != shape or np.dtype(stored_dtype) != np.dtype(dtype):
+        return f"holds {np.dtype(stored_dtype)} {tuple(stored_shape)}, expected {np.dtype(dtype)} {shape}"
+    expected = offset + int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if size != expected:
+        return f"{size:,} bytes, its header says {expected:,}"
+    return None
+
+
+def _open_array(path: Path, shape: tuple[int, ...], dtype=np.uint8) -> np.ndarray:
+    """A .npy of `shape`, memory-mapped for reading and writing; created (sparse, zeros) if missing."""
     if not path.exists():
         handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.close(handle)
         try:
-            created = np.lib.format.open_memmap(temp, mode="w+", dtype=np.uint8, shape=shape)
+            created = np.lib.format.open_memmap(temp, mode="w+", dtype=dtype, shape=shape)
             created.flush()
             del created
             try:
@@ -117,7 +180,7 @@ def _open_array(path: Path, shape: tuple[int, ...]) -> np.ndarray:
         array = np.load(path, mmap_mode="r+")
     except (ValueError, OSError, EOFError) as exc:
         raise DatasetError(f"{path}: damaged decoded-image cache ({exc}); delete it and train again") from None
-    if array.shape != shape or array.dtype != np.uint8:
-        raise DatasetError(f"{path}: decoded-image cache holds {array.dtype} {array.shape}, expected uint8 {shape}; "
+    if array.shape != shape or array.dtype != dtype:
+        raise DatasetError(f"{path}: decoded-image cache holds {array.dtype} {array.shape}, expected {dtype} {shape}; "
                            "delete it and train again")
     return array

@@ -154,3 +154,42 @@ def test_the_global_batch_must_split_over_the_replicas():
     readers = (ImageReader([], SIZE), ImageReader([], SIZE))
     with pytest.raises(OptionError, match="--batch-size 5 is the global batch and must be a multiple of the 2"):
         distributed_datasets(tf, TwoReplicas(), readers, 5, 0, False)
+
+
+def _filled_cache(data, folder):
+    paths = [p for p, _ in scan_dataset(data).train]
+    cache = DecodedCache.open(folder, paths, SIZE, "bilinear", "fast")
+    rows = [preprocess(p, SIZE, SIZE).pixels.astype(np.uint8) for p in paths[:3]]
+    for index, pixels in enumerate(rows):
+        cache.put(index, pixels)
+    return paths, cache, rows
+
+
+def test_a_truncated_cache_is_rebuilt_with_a_note_not_read_as_black_images(data, tmp_path):
+    paths, cache, _ = _filled_cache(data, tmp_path / "cache")
+    del cache
+    pixels_file = next((tmp_path / "cache").glob("*.pixels.npy"))
+    size = pixels_file.stat().st_size
+    with open(pixels_file, "r+b") as handle:
+        handle.truncate(size // 3)  # rows 0-2 stay flagged done; their pixels are gone
+    reopened = DecodedCache.open(tmp_path / "cache", paths, SIZE, "bilinear", "fast")
+    assert reopened.filled == 0 and reopened.get(0) is None
+    assert len(reopened.notes) == 1 and "damaged decoded-image cache" in reopened.notes[0]
+    assert f"its header says {size:,}" in reopened.notes[0]
+    assert pixels_file.stat().st_size == size
+
+
+def test_flipped_bytes_in_a_cached_row_make_it_decoded_again(data, tmp_path):
+    paths, cache, rows = _filled_cache(data, tmp_path / "cache")
+    del cache
+    pixels_file = next((tmp_path / "cache").glob("*.pixels.npy"))
+    with open(pixels_file, "r+b") as handle:  # flip bytes inside row 1
+        handle.seek(pixels_file.stat().st_size - (len(paths) - 1) * SIZE * SIZE * 3 + 100)
+        data_bytes = handle.read(8)
+        handle.seek(-8, 1)
+        handle.write(bytes(b ^ 0xFF for b in data_bytes))
+    reopened = DecodedCache.open(tmp_path / "cache", paths, SIZE, "bilinear", "fast")
+    assert np.array_equal(reopened.get(0), rows[0]) and np.array_equal(reopened.get(2), rows[2])
+    assert reopened.get(1) is None  # decoded again by its reader, then put back
+    assert reopened.filled == 2
+    assert "does not match its checksum" in reopened.notes[0]
