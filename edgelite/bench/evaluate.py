@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, Sequence
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
@@ -181,8 +182,8 @@ class KerasClassifier:
         return class_scores(raw, self.source.metadata.output_kind)
 
 
-def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
-    """The confusion matrix as a PNG (rows: true class, columns: predicted), written atomically."""
+def plot_confusion(evaluation: Evaluation, path: Union[Path, ReportTarget]) -> Path:
+    """The confusion matrix as a PNG (rows: true class, columns: predicted), by the report rule of `edgelite.atomic`."""
     try:
         import matplotlib
     except ImportError:
@@ -191,8 +192,6 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
         raise missing_dependency("matplotlib", "bench") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from edgelite.atomic import atomic_path
 
     matrix = np.asarray(evaluation.confusion)
     size = max(4.0, 0.6 * len(evaluation.classes) + 2)
@@ -210,7 +209,8 @@ def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
     axis.set_ylabel("true")
     axis.set_title(f"{Path(evaluation.model).name}: accuracy {evaluation.accuracy:.1%} on {evaluation.images} images")
     figure.tight_layout()
-    with atomic_path(Path(path)) as temp:
-        figure.savefig(temp, format="png", dpi=110)
+    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
+    with report_file(target) as handle:
+        figure.savefig(handle, format="png", dpi=110)
     plt.close(figure)
-    return Path(path)
+    return target.given
