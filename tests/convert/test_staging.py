@@ -138,15 +138,16 @@ def _staging_folder(out: Path, name: str, marker: bool) -> Path:
 
 def test_only_unlocked_folders_with_our_marker_are_removed(tmp_path):
     out = tmp_path / "out"
-    # A live run in another PID namespace: its pid means nothing here, its lock is held (by another process).
-    live = _staging_folder(out, f"other-host-{_dead_pid()}-1badcafe", marker=True)
+    host = socket.gethostname()
+    # A live run in another PID namespace on a host of the same name: its pid means nothing here, its lock is held.
+    live = _staging_folder(out, f"{host}-{_dead_pid()}-1badcafe", marker=True)
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); "
                                "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
                                str(live / MARKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "locked\n"
-        users = _staging_folder(out, "my-notes", marker=False)  # matches the pattern, not ours
-        stale = _staging_folder(out, f"{socket.gethostname()}-{_dead_pid()}-0badcafe", marker=True)
+        users = _staging_folder(out, f"{host}-{_dead_pid()}-2badcafe", marker=False)  # matches the name, not ours
+        stale = _staging_folder(out, f"{host}-{_dead_pid()}-0badcafe", marker=True)
         notes = remove_stale(out)
     finally:
         holder.stdin.close()
@@ -167,11 +168,12 @@ def test_a_running_convert_holds_its_staging_lock(trained_checkpoint, color_data
 
     def progress(description, done, total):
         if description.startswith("checking"):
-            seen.append((_leftovers(out), remove_stale(out), _leftovers(out)))
+            before = _leftovers(out)
+            seen.append((before, [(out / n / MARKER).is_file() for n in before], remove_stale(out), _leftovers(out)))
 
     convert(trained_checkpoint, out, _options(color_data), progress)
-    (before, notes, after), = seen
-    assert len(before) == 1 and (out / before[0] / MARKER).is_file()
+    (before, marked, notes, after), = seen
+    assert len(before) == 1 and marked == [True]
     assert notes == [] and after == before  # locked: not removed, even from this very process
     assert _leftovers(out) == []
 
