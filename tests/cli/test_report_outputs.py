@@ -22,37 +22,17 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.bench.test_evaluate import LABELS, channel_model  # noqa: F401 (a fixture)
+
 ROOT = Path(__file__).resolve().parents[2]
-LABELS = ("red", "green", "blue")
-
-
-@pytest.fixture(scope="module")
-def built_model(tmp_path_factory) -> Path:
-    """An ONNX model scoring each class by the mean of its colour channel, with edgelite metadata (no TF)."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    from edgelite.runtime.metadata import ArtifactMetadata
-
-    graph = helper.make_graph(
-        [helper.make_node("ReduceMean", ["image"], ["scores"], axes=[1, 2], keepdims=0)], "channels",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 8, 8, 3])],
-        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 3])])
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    onnx_model.ir_version = 8
-    entry = onnx_model.metadata_props.add()
-    entry.key, entry.value = "edgelite", ArtifactMetadata(LABELS, 8, 8, decode="exact").to_json()
-    path = tmp_path_factory.mktemp("model") / "channels.onnx"
-    onnx.save(onnx_model, str(path))
-    return path
 
 
 @pytest.fixture()
-def model(built_model, tmp_path) -> Path:
-    """A copy of the model per test, so a test that damages it damages only its own."""
+def model(channel_model, tmp_path) -> Path:
+    """A per-test copy of evaluate's crafted ONNX model (no TensorFlow): a test that damages it damages its own."""
     folder = tmp_path / "model"
     folder.mkdir()
-    return Path(shutil.copy(built_model, folder / built_model.name))
+    return Path(shutil.copy(channel_model, folder / channel_model.name))
 
 
 @pytest.fixture()
