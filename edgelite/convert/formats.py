@@ -40,7 +40,7 @@ class OutputFormat:
     name: Format
     suffix: str
     precisions: tuple[Precision, ...]
-    exporter: "Exporter"
+    exporter: Exporter
 
     def artifact_name(self, stem: str, precision: Precision) -> str:
         """The file name of this format's artifact of a checkpoint named `stem` at `precision`."""
