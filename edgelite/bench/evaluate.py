@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
@@ -177,17 +178,16 @@ def _load(path: Path, threads: Optional[int]):
     return load(path, threads=threads)
 
 
-def plot_confusion(evaluation: Evaluation, path: Path) -> Path:
-    """The confusion matrix as a PNG (rows: true class, columns: predicted), written atomically."""
+def plot_confusion(evaluation: Evaluation, path: Union[Path, ReportTarget]) -> Path:
+    """The confusion matrix as a PNG (rows: true class, columns: predicted), by the report rule of `edgelite.atomic`."""
     figure = confusion_figure(evaluation)
     import matplotlib.pyplot as plt
 
-    from edgelite.atomic import atomic_path
-
-    with atomic_path(Path(path)) as temp:
-        figure.savefig(temp, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
+    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
+    with report_file(target) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
     plt.close(figure)
-    return Path(path)
+    return target.given
 
 
 def confusion_figure(evaluation: Evaluation):

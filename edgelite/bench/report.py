@@ -1,4 +1,4 @@
-"""Write a bench report as JSON, CSV and a PNG plot, each atomically."""
+"""Write a bench report as JSON, CSV and a PNG plot, each by the report rule of `edgelite.atomic`."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
-from edgelite.atomic import atomic_path, write_bytes_atomic
+from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.bench.runner import BenchReport
 from edgelite.errors import missing_dependency
 
@@ -20,10 +20,9 @@ CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_versio
                "folder_ips", "loadavg_1m", "error", "path")
 
 
-def write_json(report: BenchReport, path: Path) -> Path:
+def write_json(report: BenchReport, path: Union[Path, ReportTarget]) -> Path:
     """The whole report, per-run latencies included (schema in `edgelite.bench.schema`)."""
-    write_bytes_atomic(Path(path), (json.dumps(report.to_dict(), indent=2) + "\n").encode())
-    return Path(path)
+    return _write(path, (json.dumps(report.to_dict(), indent=2) + "\n").encode())
 
 
 def csv_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -38,15 +37,21 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
     return {key: "" if flat.get(key) is None else flat[key] for key in CSV_COLUMNS}
 
 
-def write_csv(report: BenchReport, path: Path) -> Path:
+def write_csv(report: BenchReport, path: Union[Path, ReportTarget]) -> Path:
     """One line per row, the latency statistics as columns."""
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
     for row in report.rows:
         writer.writerow(csv_row(row))
-    write_bytes_atomic(Path(path), text.getvalue().encode())
-    return Path(path)
+    return _write(path, text.getvalue().encode())
+
+
+def _write(path: Union[Path, ReportTarget], content: bytes) -> Path:
+    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
+    with report_file(target) as handle:
+        handle.write(content)
+    return target.given
 
 
 def row_label(row: dict[str, Any], prefix: str = "") -> str:
@@ -62,15 +67,16 @@ def _shared_prefix(rows: list[dict[str, Any]]) -> str:
     return os.path.commonprefix(names) if len(set(names)) > 1 else ""
 
 
-def write_plot(report: BenchReport, path: Path) -> Path:
+def write_plot(report: BenchReport, path: Union[Path, ReportTarget]) -> Path:
     """Left: accuracy (or agreement) against p50 latency, marker area = file size. Right: latency per row."""
     figure = bench_figure(report)
     import matplotlib.pyplot as plt
 
-    with atomic_path(Path(path)) as temp:
-        figure.savefig(temp, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
+    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
+    with report_file(target) as handle:
+        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
     plt.close(figure)
-    return Path(path)
+    return target.given
 
 
 def bench_figure(report: BenchReport):

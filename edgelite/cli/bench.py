@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from edgelite.cli.common import ProgressBar, human_size, note, safe_text, shared_prefix, split_list, table
+from edgelite.cli.reports import REPLACED, check_report
 from edgelite.errors import OptionError, PickError
 
 COLUMNS = ["model", "thr", "backend", "size", "load", "cold", "p50 ms", "p90 ms", "p99 ms", "img/s", "prep ms",
@@ -68,10 +69,10 @@ def table_rows(rows: list[dict], end_to_end: bool = False) -> list[list[str]]:
 @click.option("--reference", type=click.Path(path_type=Path),
               help="Model to compare with: a .keras checkpoint (also measured with TensorFlow) or an artifact "
                    "[default: the float32 artifact].")
-@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Write the full report as JSON.")
-@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help="Write one CSV line per row.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help=f"Write the full report as JSON. {REPLACED}")
+@click.option("--csv", "csv_path", type=click.Path(path_type=Path), help=f"Write one CSV line per row. {REPLACED}")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path),
-              help="Write a PNG: accuracy vs p50 latency, and latency distributions.")
+              help=f"Write a PNG: accuracy vs p50 latency, and latency distributions. {REPLACED}")
 @click.option("--pick", is_flag=True, help="Name the fastest artifact within --max-drop of the reference accuracy.")
 @click.option("--max-drop", default=1.0, show_default=True, type=float,
               help="Accuracy points --pick may lose against the reference.")
@@ -101,6 +102,9 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     """
     from edgelite.bench import BenchOptions, run_bench, write_csv, write_json, write_plot
 
+    models = [*artifacts, *([reference] if reference is not None else [])]
+    outputs = {option: check_report(path, option, models, [data] if data is not None else [])
+               for option, path in (("--json", json_path), ("--csv", csv_path), ("--plot", plot_path))}
     options = BenchOptions(threads=_threads(threads), batch=batch, runs=runs, seconds=seconds, warmup=warmup,
                            data=data, limit=limit, reference=reference, timeout=timeout, pick=pick,
                            max_drop=max_drop, end_to_end=end_to_end)
@@ -118,9 +122,9 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     if report.reference:
         title += f"; agreement with {report.reference['name']}"
     table(title, COLUMNS + (E2E_COLUMNS if end_to_end else []), table_rows(report.rows, end_to_end), keys=2)
-    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
-        if path is not None:
-            writer(report, path)
+    for option, writer in (("--json", write_json), ("--csv", write_csv), ("--plot", write_plot)):
+        if outputs[option] is not None:
+            writer(report, outputs[option])
     if report.pick and report.pick.get("name"):
         p = report.pick
         click.echo(f"pick: {safe_text(p['name'])} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "

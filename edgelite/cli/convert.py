@@ -58,7 +58,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
     the table and out/manifest.json show size, max |diff| and top-1 agreement.
     An artifact or manifest.json already in --out is never replaced silently:
     convert refuses before any work unless --force is given. If convert fails
-    or is interrupted, only the files it created are removed.
+    or is interrupted, only the files it created are removed, and with --force
+    the files it was replacing are put back.
 
     \b
     Example:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgelite.cli.common import ProgressBar, note, print_json, table, warn
+from edgelite.cli.reports import REPLACED, check_report
 
 
 @click.command("evaluate")
@@ -19,7 +20,7 @@ from edgelite.cli.common import ProgressBar, note, print_json, table, warn
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(min=1))
 @click.option("--limit", type=click.IntRange(min=1), help="Use at most this many images (a seeded sample).")
 @click.option("--plot", "plot_path", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the confusion matrix as a PNG.")
+              help=f"Write the confusion matrix as a PNG. {REPLACED}")
 @click.option("--only-model-classes", is_flag=True,
               help="Evaluate only the class folders the model knows; the others are named and skipped.")
 @click.option("--json", "as_json", is_flag=True, help="Print the evaluation as JSON.")
@@ -42,12 +43,13 @@ def evaluate_command(model_path: Path, data: Path, top_k: int, mistakes: int, th
     """
     from edgelite.bench.evaluate import EvaluateOptions, evaluate, plot_confusion
 
+    plot_target = check_report(plot_path, "--plot", [model_path], [data])
     options = EvaluateOptions(top_k=top_k, mistakes=mistakes, threads=threads, batch_size=batch_size, limit=limit,
                               only_model_classes=only_model_classes)
     with ProgressBar(unit="images") as progress:
         result = evaluate(model_path, data, options, progress)
     if plot_path is not None:
-        plot_confusion(result, plot_path)
+        plot_confusion(result, plot_target)
     for message in result.unreadable:
         warn(f"skipped {message}")
     if result.skipped:

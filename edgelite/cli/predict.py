@@ -12,7 +12,9 @@ from typing import IO, Iterator, Optional
 
 import click
 
+from edgelite.atomic import ReportTarget, refuse_same_file
 from edgelite.cli.common import ProgressBar, human_size, json_line, note, parse_labels, print_json, safe_text, table
+from edgelite.cli.reports import REPLACED, check_report
 from edgelite.errors import DatasetError
 from edgelite.modes import Scaling, choices
 
@@ -113,14 +115,14 @@ def _spec_dict(result) -> dict:
 
 
 @contextlib.contextmanager
-def _output(out: Optional[Path]) -> Iterator[IO[str]]:
-    """stdout, or a temp file beside OUT renamed over it only when every image was handled."""
-    if out is None:
+def _output(target: Optional[ReportTarget]) -> Iterator[IO[str]]:
+    """stdout, or the --out report (a regular file is replaced only when every image was handled)."""
+    if target is None:
         yield click.get_text_stream("stdout")
         return
-    from edgelite.atomic import atomic_path
+    from edgelite.atomic import report_file
 
-    with atomic_path(out) as temp, open(temp, "w", encoding="utf-8", newline="") as handle:
+    with report_file(target, "w", "--out") as handle:
         yield handle
 
 
@@ -139,7 +141,7 @@ def _output(out: Optional[Path]) -> Iterator[IO[str]]:
 @click.option("--jsonl", "fmt", flag_value="jsonl", help="One JSON object per image, as results come.")
 @click.option("--csv", "fmt", flag_value="csv", help="One CSV row per image, as results come.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help="Write the output to this file (atomically; the format follows .json/.jsonl/.csv).")
+              help=f"Write the output to this file (the format follows .json/.jsonl/.csv). {REPLACED}")
 def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, threads, batch_size: int, workers,
                     labels, preprocess, fmt: Optional[str], out: Optional[Path]) -> None:
     """Classify images with a .tflite or .onnx artifact.
@@ -163,6 +165,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     from edgelite.runtime import load
     from edgelite.runtime.folder import looked_for
 
+    target = check_report(out, "--out", [model_path], [Path(p) for p in paths if p != "-"])
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
     top_k = min(top_k, len(model.labels))  # a 2-class model has no third class to show or write
     fmt = fmt or (_SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out is not None else "table")
@@ -173,7 +176,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     show_progress = sys.stderr.isatty() and (out is not None or not sys.stdout.isatty())
     failed = done = 0
     started = time.perf_counter()
-    with _output(out) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
+    with _output(target) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
         writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
         writer.start()
         unreadable: dict[str, str] = {}
@@ -182,6 +185,8 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
             done += 1
             if not result.ok and result.source in unreadable:  # a folder: say why it was not read
                 result.error = unreadable[result.source]
+            if target is not None and "-" in paths:  # paths read from stdin are checked as they come
+                refuse_same_file(target, "--out", "an input", [Path(result.source)])
             for message in result.notes:
                 note(message)
             if not result.ok:

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import secrets
-import shutil
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -24,12 +20,12 @@ import numpy as np
 
 from edgelite import __version__
 from edgelite.atomic import write_bytes_atomic
-from edgelite.convert.onnx import export_onnx
+from edgelite.convert.formats import OUTPUT_FORMATS
 from edgelite.convert.options import (COMPAT_RUNTIMES, LAST_TFLITE_RUNTIME, MIN_CALIBRATION_IMAGES, Calibration,
                                       ConvertOptions)
 from edgelite.convert.parity import Parity, check_parity, class_indices
 from edgelite.convert.source import SourceModel, load_checkpoint, sha256_of
-from edgelite.convert.tflite import export_tflite
+from edgelite.convert.staging import STAGING_PREFIX, Staging, missing_folders, remove_empty, remove_stale
 from edgelite.errors import ConversionError, DatasetError, ImageError, OptionError, OutputExistsError, ParityError
 from edgelite.lazy import quiet_native
 from edgelite.modes import Format, Precision, Progress, no_progress
@@ -37,14 +33,7 @@ from edgelite.runtime.folder import pixel_batches, read_folder
 from edgelite.runtime.op_versions import minimum_runtime, too_new_for, version_key
 from edgelite.runtime.tflite_format import read_tflite_file
 
-EXPORTERS = {"tflite": export_tflite, "onnx": export_onnx}
-SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx"}
 MANIFEST = "manifest.json"
-# Staging folders are named .edgelite-staging-<host>-<pid>-<random>, so a later run can tell one left by a
-# killed convert (its process is gone) from one in use.
-STAGING_PREFIX = ".edgelite-staging-"
-# What tempfile.mkdtemp(prefix=".edgelite-") made before staging folders had the pid in their name.
-_OLD_STAGING = re.compile(r"\.edgelite-[a-z0-9_]{8}")
 
 
 @dataclass(frozen=True)
@@ -153,122 +142,91 @@ def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
 
 
 def _artifact_name(checkpoint: Path, fmt: Format, precision: Precision) -> str:
-    return f"{checkpoint.stem}_{precision}{SUFFIXES[fmt]}"
+    return OUTPUT_FORMATS[fmt].artifact_name(checkpoint.stem, precision)
 
 
 def _check_out(checkpoint: Path, out: Path, options: ConvertOptions) -> None:
-    """Refuse, before any work, an --out that cannot be a folder or holds files this run would replace."""
+    """Refuse, before any work, an --out that cannot be a folder or holds entries this run cannot replace."""
     if out.exists() and not out.is_dir():
         raise OptionError(f"--out {out} is a file; expected a folder (new or existing)")
     existing = next((p for p in out.parents if p.exists()), None)
     if existing is not None and not existing.is_dir():
         raise OptionError(f"--out {out}: {existing} is a file, so no folder can be made under it")
-    if options.force:
-        return
-    for name in [_artifact_name(checkpoint, f, p) for f, p in options.targets()] + [MANIFEST]:
-        if os.path.lexists(out / name):
-            raise _exists(out / name)
+    _check_replaceable([out / _artifact_name(checkpoint, f, p) for f, p in options.targets()] + [out / MANIFEST],
+                       options.force)
 
 
-def _exists(path: Path) -> OutputExistsError:
-    return OutputExistsError(f"{path} already exists; pass --force to replace it, or choose another --out")
-
-
-def _host() -> str:
-    return re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
-
-
-def _process_alive(pid: int) -> bool:
-    if os.name != "posix":
-        return True  # no cheap check: never remove what may be in use
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError):
-        return True
-    return True
-
-
-def _remove_stale_staging(out: Path, report: ConvertReport) -> None:
-    """Remove staging folders of converts on this machine whose process is gone (killed with -9), with a note."""
-    host = _host()
-    for folder in sorted(out.glob(".edgelite-*")):
-        if folder.is_symlink() or not folder.is_dir():
+def _check_replaceable(paths: list[Path], force: bool) -> None:
+    """Refuse an entry already there without --force, and one that is a folder even with it."""
+    for path in paths:
+        if not os.path.lexists(path):
             continue
-        if _OLD_STAGING.fullmatch(folder.name):
-            report.notes.append(f"{folder} may have been left by an interrupted convert of an older edgelite; "
-                                "delete it if no convert is writing to this folder")
-            continue
-        fields = folder.name[len(STAGING_PREFIX):].rsplit("-", 2) if folder.name.startswith(STAGING_PREFIX) else []
-        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit() or _process_alive(int(fields[1])):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        report.notes.append(f"removed {folder.name} from {out}: the staging folder of an interrupted convert "
-                            f"(process {fields[1]} is gone)")
-
-
-def _missing_folders(out: Path) -> list[Path]:
-    """`out` and those of its parents that do not exist yet, deepest first."""
-    missing = []
-    while not out.exists() and out != out.parent:
-        missing.append(out)
-        out = out.parent
-    return missing
+        if not force:
+            raise OutputExistsError(f"{path} already exists; pass --force to replace it, or choose another --out")
+        if path.is_dir() and not path.is_symlink():
+            raise OptionError(f"{path} is a folder; convert replaces only files: move it away, or choose "
+                              "another --out")
 
 
 def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: ConvertOptions, images: _Images,
                      report: ConvertReport, progress: Progress) -> None:
     """Phase 3: write and check every artifact in a staging folder, move them into `out`, write the manifest.
 
-    On any failure, Ctrl-C included, exactly what this run created is removed:
-    its staging folder, the files it moved into `out`, and the folders it made,
-    if they are empty. Files others put in `out` meanwhile stay.
+    On any failure, Ctrl-C included, exactly what this run created is removed
+    (its staging folder, the files it moved into `out`, the folders it made if
+    they are empty) and the files it was replacing are put back. Files others
+    put in `out` meanwhile stay.
     """
-    created = _missing_folders(out)
+    created = missing_folders(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OptionError(f"cannot create the --out folder {out}: {exc.strerror or exc}") from None
-    _remove_stale_staging(out, report)
-    staging = out / f"{STAGING_PREFIX}{_host()}-{os.getpid()}-{secrets.token_hex(4)}"
-    staging.mkdir()
-    moved: list[Path] = []
-    targets = options.targets()
+    report.notes.extend(remove_stale(out))
+    staging = Staging.create(out)
+    installed: list[Path] = []
     try:
-        written = []
-        for done, (fmt, precision) in enumerate(targets):
-            progress(f"writing {fmt} {precision}", done, len(targets))
-            with quiet_native():
-                path = EXPORTERS[fmt](source, staging / _artifact_name(checkpoint, fmt, precision), precision,
-                                      images.calibration, options)
-            min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
-            progress(f"checking {fmt} {precision}", done, len(targets))
-            parity = check_parity(path, precision, images.check_pixels, images.reference, images.truth)
-            written.append((path, fmt, precision, parity, min_runtime))
-        progress("done", len(targets), len(targets))
-        for final in [out / path.name for path, *_ in written] + [out / MANIFEST]:
-            if not options.force and os.path.lexists(final):  # put there while this run worked
-                raise _exists(final)
+        written = _export_all(source, checkpoint, staging.folder, options, images, progress)
+        finals = [out / path.name for path, *_ in written] + [out / MANIFEST]
+        _check_replaceable(finals, options.force)  # again: something may have been put there while this run worked
+        for final in finals:
+            if os.path.lexists(final):
+                staging.set_aside(final)
         for path, fmt, precision, parity, min_runtime in written:
             final = out / path.name
             path.replace(final)
-            moved.append(final)
+            installed.append(final)
             report.artifacts.append(ArtifactReport(final, fmt, precision, final.stat().st_size,
                                                    sha256_of(final), parity, min_runtime))
-        moved.append(out / MANIFEST)
+        installed.append(out / MANIFEST)
         write_manifest(report, source)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for path in moved:
-            path.unlink(missing_ok=True)
-        for folder in created:
-            try:
-                folder.rmdir()
-            except OSError:  # not empty: someone else's files are in it
-                break
+    except BaseException as exc:
+        restored = staging.restore(installed)
+        staging.close(remove=restored)
+        if not restored:
+            raise ConversionError(f"{str(exc) or type(exc).__name__}; some of the files it was replacing could not be "
+                                  f"put back: they are in {staging.folder}") from exc
+        remove_empty(created)
         raise
-    shutil.rmtree(staging, ignore_errors=True)
+    staging.close()
+
+
+def _export_all(source: SourceModel, checkpoint: Path, folder: Path, options: ConvertOptions, images: _Images,
+                progress: Progress) -> list[tuple[Path, Format, Precision, Parity, Optional[str]]]:
+    """Write and check every requested artifact in `folder`."""
+    targets = options.targets()
+    written = []
+    for done, (fmt, precision) in enumerate(targets):
+        progress(f"writing {fmt} {precision}", done, len(targets))
+        with quiet_native():
+            path = OUTPUT_FORMATS[fmt].exporter(source, folder / _artifact_name(checkpoint, fmt, precision),
+                                                precision, images.calibration, options)
+        min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
+        progress(f"checking {fmt} {precision}", done, len(targets))
+        parity = check_parity(path, precision, images.check_pixels, images.reference, images.truth)
+        written.append((path, fmt, precision, parity, min_runtime))
+    progress("done", len(targets), len(targets))
+    return written
 
 
 def runtime_note(artifacts: list[ArtifactReport]) -> Optional[str]:
@@ -290,16 +248,19 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
 
     Artifacts are built in a staging folder inside `out` and moved into place
     only when all of them are written, so a failure, Ctrl-C included, leaves
-    `out` as it was: only what this run created is removed. A staging folder
-    left by a convert killed with -9 is removed by the next run, with a note.
-    Without `options.force`, an artifact or manifest.json already in `out`
-    is refused before any work. With `options.strict`, artifacts that miss
+    `out` as it was: only what this run created is removed, and with
+    `options.force` the files it was replacing are put back. A staging folder
+    left by a convert killed with -9 is removed by the next run, with a note
+    (edgelite/convert/staging.py). Without `options.force`, an artifact or
+    manifest.json already in `out` is refused before any work; with it, one
+    that is a folder is. With `options.strict`, artifacts that miss
     their parity thresholds raise `ParityError` after everything is written
     (the error carries the report).
 
     Raises:
         EdgeliteError: bad options, an unreadable checkpoint or images, a failed conversion.
         OutputExistsError: without `force`, a file this run would write is already in `out`.
+        OptionError: with `force`, an entry this run would replace is a folder.
         ParityError: with `strict`, an artifact below its threshold.
     """
     checkpoint, out = Path(checkpoint), Path(out)
@@ -339,4 +300,5 @@ def write_manifest(report: ConvertReport, source: SourceModel) -> Path:
     return path
 
 
-__all__ = ["ArtifactReport", "ConvertOptions", "ConvertReport", "convert", "runtime_note", "write_manifest"]
+__all__ = ["ArtifactReport", "ConvertOptions", "ConvertReport", "OUTPUT_FORMATS", "STAGING_PREFIX", "convert",
+           "runtime_note", "write_manifest"]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgelite.atomic import atomic_path
 from edgelite.convert.equalize import equalize_separable
-from edgelite.convert.options import Calibration, ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.errors import ConversionError, missing_dependency
 from edgelite.modes import Precision
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+if TYPE_CHECKING:  # options lists the formats, so the exporters import it for their types only
+    from edgelite.convert.options import Calibration, ConvertOptions
 
 
 def export_onnx(source: SourceModel, path: Path, precision: Precision,

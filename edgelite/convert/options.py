@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
+from edgelite.convert.formats import OUTPUT_FORMATS
 from edgelite.errors import OptionError
 from edgelite.modes import (Compat, Decode, Format, IntegerIO, Interpolation, Precision, Scaling, check_modes,
                             choices)
@@ -17,11 +18,6 @@ Calibration = Callable[[], Iterable[np.ndarray]]
 
 FORMATS: tuple[Format, ...] = choices(Format)
 PRECISIONS: tuple[Precision, ...] = choices(Precision)
-# Which precisions each format can be written at.
-SUPPORTED: dict[Format, tuple[Precision, ...]] = {
-    "tflite": ("float32", "float16", "dynamic", "int8"),
-    "onnx": ("float32", "int8"),
-}
 # --strict thresholds: (max |diff| allowed, minimum top-1 agreement).
 STRICT_LIMITS: dict[Precision, tuple[Optional[float], Optional[float]]] = {
     "float32": (1e-4, None),
@@ -85,15 +81,15 @@ class ConvertOptions:
         if self.max_calibration_images < 1 or self.max_check_images < 1:
             raise OptionError("image limits must be at least 1")
         for precision in self.precisions:
-            if not any(precision in SUPPORTED[f] for f in self.formats):
+            if not any(precision in OUTPUT_FORMATS[f].precisions for f in self.formats):
                 raise OptionError(
                     f"precision {precision} is not available in {', '.join(self.formats)}; "
-                    + "; ".join(f"{f} has {', '.join(SUPPORTED[f])}" for f in self.formats))
+                    + "; ".join(f"{f} has {', '.join(OUTPUT_FORMATS[f].precisions)}" for f in self.formats))
         if "int8" in self.precisions and self.calibration is None:
             raise OptionError("int8 needs real calibration images: pass --calibration DIR "
                               "(or leave int8 out with --precision)")
 
     def targets(self) -> list[tuple[Format, Precision]]:
         """Every (format, precision) pair to write, in a stable order."""
-        return [(f, p) for f in self.formats for p in self.precisions if p in SUPPORTED[f]]
+        return [(f, p) for f in self.formats for p in self.precisions if p in OUTPUT_FORMATS[f].precisions]
 

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edgelite.atomic import write_bytes_atomic
 from edgelite.convert.equalize import equalize_separable
 from edgelite.convert.int8_graph import fuse_relu_into_add
-from edgelite.convert.options import Calibration, ConvertOptions
 from edgelite.convert.source import SourceModel
 from edgelite.errors import ConversionError
 from edgelite.lazy import import_keras
 from edgelite.modes import Precision
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
+
+if TYPE_CHECKING:  # options lists the formats, so the exporters import it for their types only
+    from edgelite.convert.options import Calibration, ConvertOptions
 
 
 def export_tflite(source: SourceModel, path: Path, precision: Precision,

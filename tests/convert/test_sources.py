@@ -1,5 +1,7 @@
 """Checkpoints other than edgelite's own: Keras 2 style .h5 with outside preprocessing, SavedModel."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -74,7 +76,8 @@ def test_failure_midway_leaves_the_out_folder_as_it_was(tmp_path, trained_checkp
         path.write_bytes(b"half an onnx file")
         raise ModelFileError("simulated exporter failure")
 
-    monkeypatch.setitem(convert_module.EXPORTERS, "onnx", broken)
+    monkeypatch.setitem(convert_module.OUTPUT_FORMATS, "onnx",
+                        dataclasses.replace(convert_module.OUTPUT_FORMATS["onnx"], exporter=broken))
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("mine")

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import edgelite.convert as convert_module
 from edgelite.cli import cli
 from edgelite.cli.common import interrupt_on_terminate
 from edgelite.convert import STAGING_PREFIX, ConvertOptions, convert
+from edgelite.convert.staging import MARKER, remove_stale
 from edgelite.errors import DatasetError, ModelFileError, OptionError, OutputExistsError
 from edgelite.runtime import load
 
@@ -124,25 +126,59 @@ def test_sigterm_and_sighup_interrupt_like_ctrl_c():
         assert signal.getsignal(number) == before
 
 
-# -- kill -9 ---------------------------------------------------------------------------------
-def test_a_stale_staging_folder_is_removed_by_the_next_run_with_a_note(trained_checkpoint, color_data, tmp_path):
+# -- stale staging is judged by a lock -------------------------------------------------------------
+def _staging_folder(out: Path, name: str, marker: bool) -> Path:
+    folder = out / f"{STAGING_PREFIX}{name}"
+    folder.mkdir(parents=True)
+    (folder / "partial.tflite").write_bytes(b"half")
+    if marker:
+        (folder / MARKER).write_text("staging folder of edgelite convert\n")
+    return folder
+
+
+def test_only_unlocked_folders_with_our_marker_are_removed(tmp_path):
     out = tmp_path / "out"
-    host = convert_module._host()
-    dead = out / f"{STAGING_PREFIX}{host}-{_dead_pid()}-0badcafe"
-    alive = out / f"{STAGING_PREFIX}{host}-{os.getpid()}-1badcafe"
-    elsewhere = out / f"{STAGING_PREFIX}other-host-{_dead_pid()}-2badcafe"
-    old = out / ".edgelite-ab12cd_3"
-    for folder in (dead, alive, elsewhere, old):
-        folder.mkdir(parents=True)
-        (folder / "partial.tflite").write_bytes(b"half")
-    report = convert(trained_checkpoint, out, _options(color_data))
-    assert not dead.exists()
-    assert alive.exists() and elsewhere.exists() and old.exists()
-    assert (f"removed {dead.name} from {out}: the staging folder of an interrupted convert "
-            f"(process {dead.name.split('-')[-2]} is gone)") in report.notes
-    assert any(n.startswith(f"{old} may have been left by an interrupted convert of an older edgelite") for n in report.notes)
+    host = socket.gethostname()
+    # A live run in another PID namespace on a host of the same name: its pid means nothing here, its lock is held.
+    live = _staging_folder(out, f"{host}-{_dead_pid()}-1badcafe", marker=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1]); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('locked', flush=True); sys.stdin.read()",
+                               str(live / MARKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        users = _staging_folder(out, f"{host}-{_dead_pid()}-2badcafe", marker=False)  # matches the name, not ours
+        stale = _staging_folder(out, f"{host}-{_dead_pid()}-0badcafe", marker=True)
+        notes = remove_stale(out)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    assert live.exists() and (live / "partial.tflite").exists()
+    assert users.exists() and (users / "partial.tflite").exists()
+    assert not stale.exists()
+    assert notes == [f"removed {stale.name} from {out}: the staging folder of an interrupted convert (its lock "
+                     "was free)"]
+    assert remove_stale(out) == [f"removed {live.name} from {out}: the staging folder of an interrupted convert "
+                                 "(its lock was free)"]  # its run is over now
+    assert users.exists()
 
 
+def test_a_running_convert_holds_its_staging_lock(trained_checkpoint, color_data, tmp_path):
+    out = tmp_path / "out"
+    seen = []
+
+    def progress(description, done, total):
+        if description.startswith("checking"):
+            before = _leftovers(out)
+            seen.append((before, [(out / n / MARKER).is_file() for n in before], remove_stale(out), _leftovers(out)))
+
+    convert(trained_checkpoint, out, _options(color_data), progress)
+    (before, marked, notes, after), = seen
+    assert len(before) == 1 and marked == [True]
+    assert notes == [] and after == before  # locked: not removed, even from this very process
+    assert _leftovers(out) == []
+
+
+# -- kill -9 ---------------------------------------------------------------------------------
 def _convert_until_staging(trained_checkpoint, color_data, out: Path, temp: Path, number: int):
     """Start `edgelite convert` in a child process and send it `number` once its staging folder exists."""
     command = [sys.executable, "-m", "edgelite", "convert", str(trained_checkpoint), "--out", str(out),
@@ -153,7 +189,7 @@ def _convert_until_staging(trained_checkpoint, color_data, out: Path, temp: Path
                                cwd=Path(__file__).resolve().parents[2], env=dict(os.environ, TMPDIR=str(temp)))
     try:
         deadline = time.monotonic() + 300
-        while not (out.exists() and _leftovers(out)):
+        while not (out.exists() and any(n.startswith(STAGING_PREFIX) for n in _leftovers(out))):
             assert process.poll() is None, "convert ended before the signal"
             assert time.monotonic() < deadline, "no staging folder appeared"
             time.sleep(0.02)
@@ -214,6 +250,70 @@ def test_force_replaces_what_is_there(trained_checkpoint, color_data, tmp_path):
     assert report.artifacts[0].path == target
     assert load(target).labels == ("blue", "green", "red")
     assert "artifacts" in (out / "manifest.json").read_text()
+
+
+def _previous_build(out: Path, stem: str) -> dict[str, str]:
+    """An earlier build's float32 and float16 artifacts and manifest, as {name: content}."""
+    out.mkdir(parents=True)
+    files = {f"{stem}_float32.tflite": "old float32", f"{stem}_float16.tflite": "old float16",
+             "manifest.json": '{"old": true}'}
+    for name, content in files.items():
+        (out / name).write_text(content)
+    return files
+
+
+def test_a_failed_force_puts_the_previous_build_back(trained_checkpoint, color_data, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    previous = _previous_build(out, trained_checkpoint.stem)
+    calls = []
+    real = convert_module.sha256_of
+
+    def fails_second_time(path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(path)
+
+    monkeypatch.setattr(convert_module, "sha256_of", fails_second_time)
+    with pytest.raises(OSError, match="No space left on device"):
+        convert(trained_checkpoint, out, _options(color_data, precisions=("float32", "float16"), force=True))
+    assert calls[0].parent == out  # the first new artifact had replaced the old one when the failure came
+    assert {p.name: p.read_text() for p in out.iterdir()} == previous
+    assert _leftovers(out) == []
+
+
+def test_a_folder_put_in_place_of_an_artifact_mid_run_keeps_the_previous_build(trained_checkpoint, color_data,
+                                                                                 tmp_path):
+    out = tmp_path / "out"
+    previous = _previous_build(out, trained_checkpoint.stem)
+    (out / "manifest.json").unlink()
+    del previous["manifest.json"]
+
+    def progress(description, done, total):
+        if description == "done":  # every artifact is written in the staging folder; none moved yet
+            (out / "manifest.json").mkdir()
+
+    with pytest.raises(OptionError) as raised:
+        convert(trained_checkpoint, out, _options(color_data, precisions=("float32", "float16"), force=True),
+                progress)
+    assert str(raised.value) == (f"{out / 'manifest.json'} is a folder; convert replaces only files: move it "
+                                 "away, or choose another --out")
+    assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == previous
+    assert (out / "manifest.json").is_dir()
+    assert _leftovers(out) == []
+
+
+def test_force_refuses_an_entry_that_is_a_folder_before_any_work(trained_checkpoint, color_data, tmp_path,
+                                                                  no_work):
+    out = tmp_path / "out"
+    (out / "manifest.json").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["convert", str(trained_checkpoint), "--out", str(out), "--format", "tflite",
+                                      "--precision", "float32", "--check", str(color_data / "validation"),
+                                      "--force"])
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {out / 'manifest.json'} is a folder; convert replaces only files: move it "
+                             "away, or choose another --out\n")
+    assert (out / "manifest.json").is_dir() and _leftovers(out) == []
 
 
 def test_force_is_documented_in_help():
