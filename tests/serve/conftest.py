@@ -168,6 +168,12 @@ def sixteen_bit_png(side: int = 9400, seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture(scope="session")
+def big_png() -> bytes:
+    """A 167-240 KB PNG that takes seconds and hundreds of MB to decode: a heavy client's upload."""
+    return sixteen_bit_png()
+
+
 def png_header(width: int, height: int, bit_depth: int, color_type: int) -> bytes:
     """A PNG that declares a size and pixel format in its header and holds no pixel data."""
     def chunk(kind: bytes, data: bytes) -> bytes:

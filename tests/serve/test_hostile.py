@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import artifact
-from tests.serve.conftest import HOST, Server, held_upload, jpeg_bytes, png_header, rss_bytes, sixteen_bit_png, wait_for
+from tests.serve.conftest import HOST, Server, held_upload, jpeg_bytes, png_header, rss_bytes, wait_for
 
 STALLED = 256
 
@@ -30,11 +30,6 @@ def answer_and_close(sock: socket.socket) -> bytes:
     while chunk := sock.recv(65536):
         received += chunk
     return received
-
-
-@pytest.fixture(scope="module")
-def big_png() -> bytes:
-    return sixteen_bit_png()
 
 
 def test_stalled_bodies_hold_no_queue_place_and_get_408(artifacts, tmp_path):
