@@ -11,7 +11,7 @@ Starts its own servers on free 127.0.0.1 ports (never another address):
    p50/p99 latency, `/v2/health/ready`, and the server's RSS against idle;
    then it waits for the stalled connections' answers (408 after
    --body-timeout) and reports how long they were held.
-2. Huge decodes: sends --pngs 167-240 KB 16-bit grey PNGs of 9400x9400 at once
+2. Huge decodes: sends --pngs ~200 KB 16-bit grey PNGs of 9400x9400 at once
    and, while they decode, --small ~9 KB JPEGs one after another; reports the
    server's peak RSS (sampled every 10 ms), its RSS once the PNGs are answered,
    and the small JPEGs' latency.
@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -40,8 +39,10 @@ import httpx
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-HOST = "127.0.0.1"  # loopback only
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from load_serve import REPO, ServerProcess, _rss_mb  # noqa: E402  (the suite's server runner, loopback only)
+
+HOST = "127.0.0.1"
 MAX_STALLED = 1024
 MAX_PNGS = 16
 STALL_WAIT_S = 60.0  # how long stalled connections are watched for an answer (serve's default body timeout: 15 s)
@@ -55,48 +56,6 @@ def machine() -> dict:
     return {"cpu": model, "cpus": os.cpu_count(), "flags": sorted(flags & {"avx", "avx2", "fma", "f16c", "avx512f",
                                                                             "avx512_vnni", "avx_vnni"}),
             "platform": platform.platform(), "python": platform.python_version(), "load": os.getloadavg()}
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for process {pid}")
-
-
-class ServerProcess:
-    """`edgelite serve` from `repo` (its own folder first on the path) on a free loopback port."""
-
-    def __init__(self, artifact: Path, repo: Path, log: Path):
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://{HOST}:{self.port}"
-        command = [sys.executable, "-m", "edgelite", "serve", str(artifact), "--host", HOST, "--port", str(self.port)]
-        with open(log, "wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=repo,
-                                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise SystemExit(f"the server exited with {self.process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise SystemExit("the server was not ready within 180 s")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
 
 
 def small_jpeg(seed: int = 0) -> bytes:
@@ -161,14 +120,20 @@ def _post(client: httpx.Client, url: str, data: bytes, kind: str) -> tuple[int, 
     return status, time.perf_counter() - started
 
 
+def warmed_up(artifact: Path, repo: Path, photo: bytes, log: Path) -> tuple[ServerProcess, float]:
+    """A server with `serve`'s default options that has answered a few uploads, and its RSS then (MiB)."""
+    server = ServerProcess(artifact, [], log, repo)
+    with httpx.Client(timeout=60) as client:
+        for _ in range(5):
+            _post(client, f"{server.url}/predict", photo, "image/jpeg")
+    return server, _rss_mb(server.process.pid)
+
+
 def stalled_bodies(artifact: Path, repo: Path, count: int, good: int, photo: bytes, log: Path) -> dict:
-    server = ServerProcess(artifact, repo, log)
+    server, idle = warmed_up(artifact, repo, photo, log)
     url = f"{server.url}/predict"
     try:
         with httpx.Client(timeout=60) as client:
-            for _ in range(5):
-                _post(client, url, photo, "image/jpeg")
-            idle = _rss_mb(server.process.pid)
             sampler = RssSampler(server.process.pid)
             opened = time.monotonic()
             stalled = [stall(server.port) for _ in range(count)]
@@ -190,7 +155,7 @@ def stalled_bodies(artifact: Path, repo: Path, count: int, good: int, photo: byt
         held_s = time.monotonic() - opened
         seconds = [s for status, s in answers if status == 200]
         return {"stalled": count, "ready_while_held": ready, "good_sent": good,
-                "good_statuses": {str(k): sum(1 for s, _ in answers if s == k) for k in sorted({s for s, _ in answers})},
+                "good_statuses": {str(k): [s for s, _ in answers].count(k) for k in sorted({s for s, _ in answers})},
                 "good_p50_ms": percentile(seconds, 50) * 1000, "good_p99_ms": percentile(seconds, 99) * 1000,
                 "good_max_ms": max(seconds, default=float("nan")) * 1000,
                 "rss_idle_mb": idle, "rss_peak_held_mb": held_rss, "stalled_408": closed,
@@ -221,13 +186,9 @@ async def _huge_and_small(url: str, pngs: int, small: int, png: bytes, photo: by
 
 
 def huge_decodes(artifact: Path, repo: Path, pngs: int, small: int, png: bytes, photo: bytes, log: Path) -> dict:
-    server = ServerProcess(artifact, repo, log)
+    server, idle = warmed_up(artifact, repo, photo, log)
     url = f"{server.url}/predict"
     try:
-        with httpx.Client(timeout=60) as client:
-            for _ in range(5):
-                _post(client, url, photo, "image/jpeg")
-        idle = _rss_mb(server.process.pid)
         sampler = RssSampler(server.process.pid)
         big, smalls, took = asyncio.run(_huge_and_small(url, pngs, small, png, photo))
         peak = sampler.stop()
@@ -238,7 +199,8 @@ def huge_decodes(artifact: Path, repo: Path, pngs: int, small: int, png: bytes, 
         return {"pngs": pngs, "png_kb": len(png) / 1024, "png_statuses": sorted(status for status, _ in big),
                 "pngs_all_answered_s": took, "rss_idle_mb": idle, "rss_peak_mb": peak, "rss_after_mb": after,
                 "rss_after_2s_mb": later, "small_sent": small, "small_ok": len(seconds),
-                "small_p50_ms": percentile(seconds, 50) * 1000, "small_max_ms": max(seconds, default=float("nan")) * 1000}
+                "small_p50_ms": percentile(seconds, 50) * 1000,
+                "small_max_ms": max(seconds, default=float("nan")) * 1000}
     finally:
         server.stop()
 

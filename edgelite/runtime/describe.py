@@ -92,7 +92,8 @@ def describe_model(model: Model) -> ModelDescription:
     return ModelDescription(
         path=model.path, size_bytes=model.path.stat().st_size, format=model.format, backend=model.backend_name,
         labels=tuple(model.labels), input_height=model.height, input_width=model.width,
-        inputs=tuple(_tensor(s) for s in model.backend.inputs), outputs=tuple(_tensor(s) for s in model.backend.outputs),
+        inputs=tuple(_tensor(s) for s in model.backend.inputs),
+        outputs=tuple(_tensor(s) for s in model.backend.outputs),
         metadata=json.loads(model.metadata.to_json()) if model.metadata else None,
         assumptions=tuple(model.assumptions), operators=operators, min_runtime=min_runtime)
 

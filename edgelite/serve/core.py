@@ -69,6 +69,26 @@ def check_model(model: Model) -> np.ndarray:
     return scores
 
 
+class _Count:
+    """A count of requests in some state, mirrored in a metrics gauge."""
+
+    def __init__(self, gauge):
+        self.value = 0
+        self._gauge = gauge
+        gauge.set(0)
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        """Count one more for the duration of the block."""
+        self.value += 1
+        self._gauge.set(self.value)
+        try:
+            yield
+        finally:
+            self.value -= 1
+            self._gauge.set(self.value)
+
+
 class ModelCore:
     """One served model: its admission count, its batcher and its inference thread."""
 
@@ -82,16 +102,14 @@ class ModelCore:
         self._decode_pool = decode_pool
         self._readers = readers
         self._budget = budget
-        self._reading = 0
+        self._reading = _Count(metrics.reading.labels(model=name))
         self._closing = False
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"edgelite-infer-{name}")
         self._waiting: deque[_Job] = deque()
         self._waiting_rows = 0
         self._arrived = asyncio.Event()
-        self._held = 0
+        self._held = _Count(metrics.queue_depth.labels(model=name))
         self._task: Optional[asyncio.Task] = None
-        metrics.queue_depth.labels(model=name).set(0)
-        metrics.reading.labels(model=name).set(0)
 
     def describe(self) -> dict:
         """What a client needs to know about the served model, under its served name (both protocols show it)."""
@@ -102,14 +120,11 @@ class ModelCore:
     def reading(self) -> Iterator[None]:
         """Hold one of the server's body readers while this request's body arrives (503 when none is free)."""
         self._check_open()
-        with self._readers.hold():
-            self._reading += 1
-            self.metrics.reading.labels(model=self.name).set(self._reading)
+        with self._readers.hold(), self._reading.one():
             try:
                 yield
             finally:
-                self._reading -= 1
-                self.metrics.reading.labels(model=self.name).set(self._reading)
+                self._arrived.set()  # a body that never came: a batch waiting for it need not wait any longer
 
     def _check_open(self) -> None:
         if self._closing:
@@ -123,24 +138,22 @@ class ModelCore:
     def slot(self) -> Iterator[None]:
         """Hold one of the model's `max_queue` places for a request whose body is in, or refuse it with 503."""
         self._check_open()
-        if self._held >= self.options.max_queue:
+        held = self._held.value
+        if held >= self.options.max_queue:
             raise RequestError(503, "queue_full",
-                               f"model {self.name!r} is full: it holds {self._held} of {self.options.max_queue} "
+                               f"model {self.name!r} is full: it holds {held} of {self.options.max_queue} "
                                f"requests (--max-queue); retry in {self.options.retry_after_s} s",
                                {"Retry-After": str(self.options.retry_after_s)})
-        self._held += 1
-        self.metrics.queue_depth.labels(model=self.name).set(self._held)
-        try:
-            yield
-        finally:
-            self._held -= 1
-            self.metrics.queue_depth.labels(model=self.name).set(self._held)
-            self._arrived.set()  # a batch waiting for this request need not wait any longer
+        with self._held.one():
+            try:
+                yield
+            finally:
+                self._arrived.set()  # a batch waiting for this request need not wait any longer
 
     @property
     def held(self) -> int:
         """Requests the model holds now."""
-        return self._held
+        return self._held.value
 
     # -- off the event loop -------------------------------------------------------
     async def in_decode_pool(self, function: Callable[..., T], *args) -> T:
@@ -217,7 +230,7 @@ class ModelCore:
             # while other requests for this model are still being read or decoded: alone, it runs at once.
             deadline = self._waiting[0].enqueued + delay
             while self._waiting_rows < self.options.max_batch and not self._closing \
-                    and self._held + self._reading > len(self._waiting):
+                    and self._held.value + self._reading.value > len(self._waiting):
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break

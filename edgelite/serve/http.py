@@ -89,7 +89,7 @@ def answers_errors(handler: Handler) -> Handler:
         except RequestError as exc:
             return error_response(request, exc.status, exc.reason, str(exc), exc.headers)
         except ImageError as exc:
-            return error_response(request, 400, "bad_image", str(exc))
+            return error_response(request, 400, exc.reason, str(exc))
         except OptionError as exc:
             return error_response(request, 400, "bad_request", str(exc))
         except ClientDisconnect:

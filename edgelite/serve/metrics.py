@@ -38,8 +38,8 @@ class Metrics:
                                  ["model"], registry=registry)
         self.reading = Gauge("edgelite_bodies_reading", "Request bodies being read now, by model.", ["model"],
                              registry=registry)
-        self.decode_bytes = Gauge("edgelite_decode_bytes", "Decoded image memory admitted now (the decode budget's use).",
-                                  registry=registry)
+        self.decode_bytes = Gauge("edgelite_decode_bytes",
+                                  "Decoded image memory admitted now (the decode budget's use).", registry=registry)
         self.reloads = Counter("edgelite_model_reloads", "Model file changes seen, by result (swapped or kept_old).",
                                ["model", "result"], registry=registry)
         limits = Gauge("edgelite_limit", "The service's configured limits.", ["name"], registry=registry)

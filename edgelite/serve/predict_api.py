@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edgelite.serve.core import InferenceCore, ModelCore
+from edgelite.serve.core import InferenceCore
 from edgelite.serve.http import BATCH, MODEL, answers_errors, read_body
 from edgelite.serve.predict_format import check_upload_type, image_bytes, predict_answer, top_k
 

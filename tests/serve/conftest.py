@@ -159,7 +159,7 @@ async def wait_for(check, timeout: float = 30.0) -> None:
 
 
 def sixteen_bit_png(side: int = 9400, seed: int = 0) -> bytes:
-    """A 16-bit grey PNG of side x side, under the pixel limit: mostly one value, so it compresses to ~200 KB."""
+    """A 16-bit grey PNG of side x side, under the pixel limit: mostly one value, so it compresses to about 200 KB."""
     wide = np.full((side, side), 30000, np.uint16)
     grid = wide[::181, ::173]
     wide[::181, ::173] = np.random.default_rng(seed).integers(0, 65535, size=grid.shape, dtype=np.uint16)
@@ -170,7 +170,7 @@ def sixteen_bit_png(side: int = 9400, seed: int = 0) -> bytes:
 
 @pytest.fixture(scope="session")
 def big_png() -> bytes:
-    """A 167-240 KB PNG that takes seconds and hundreds of MB to decode: a heavy client's upload."""
+    """A ~200 KB PNG that takes seconds and hundreds of MB to decode: a heavy client's upload."""
     return sixteen_bit_png()
 
 

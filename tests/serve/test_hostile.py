@@ -8,7 +8,6 @@ import socket
 import time
 
 import httpx
-import pytest
 
 from tests.conftest import artifact
 from tests.serve.conftest import HOST, Server, held_upload, jpeg_bytes, png_header, rss_bytes, wait_for
