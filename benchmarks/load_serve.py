@@ -124,16 +124,16 @@ def _cpu_s(pid: int) -> float:
 
 
 class ServerProcess:
-    """`edgelite serve` on a free loopback port, its log in a temp file."""
+    """`edgelite serve` from `repo` (its folder is first on the server's path) on a free loopback port."""
 
-    def __init__(self, artifact: Path, options: list[str], log: Path):
+    def __init__(self, artifact: Path, options: list[str], log: Path, repo: Path = REPO):
         self.port = _free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log = log
         command = [sys.executable, "-m", "edgelite", "serve", str(artifact), "--host", HOST,
                    "--port", str(self.port), *options]
         with open(log, "wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=repo)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -13,7 +13,19 @@ class EdgeliteError(Exception):
 
 
 class ImageError(EdgeliteError):
-    """An input image is missing, unreadable, truncated or unsafe to decode."""
+    """An input image is missing, unreadable, truncated or unsafe to decode.
+
+    Attributes:
+        reason: a short fixed name for what is wrong, so that callers (the
+            server's metrics, the Lambda handler) classify the error without
+            reading its text: "bad_image" (unreadable, truncated, wrong shape),
+            "bomb" (over the pixel limit) or "decoded_too_large" (over the
+            decoded-bytes limit).
+    """
+
+    def __init__(self, message: str, reason: str = "bad_image"):
+        super().__init__(message)
+        self.reason = reason
 
 
 class ModelFileError(EdgeliteError):

@@ -33,9 +33,18 @@ DEFAULTS = ServeOptions()
               help="Swap in a changed model file once it loads and passes a test prediction.")
 @click.option("--drain-timeout", default=DEFAULTS.drain_timeout_s, show_default=True, type=click.FloatRange(min=0),
               help="Seconds in-flight requests get to finish after SIGTERM.")
+@click.option("--body-timeout", default=DEFAULTS.body_timeout_s, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds a request body may take to arrive (slower: 408, connection closed).")
+@click.option("--max-readers", default=DEFAULTS.max_readers, show_default=True, type=click.IntRange(min=1),
+              help="Most request bodies read at once, over all models (more: 503).")
+@click.option("--decode-budget-mb", default=DEFAULTS.decode_budget_mb, show_default=True,
+              type=click.FloatRange(min=0, min_open=True),
+              help="Decoded image memory all decodes together may hold; larger decodes wait, small ones go ahead.")
 def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, max_batch: int,
                   max_delay_ms: float, max_upload_mb: float, max_queue: int, decode_workers, top_k: int,
-                  reload_on_change: bool, drain_timeout: float) -> None:
+                  reload_on_change: bool, drain_timeout: float, body_timeout: float, max_readers: int,
+                  decode_budget_mb: float) -> None:
     """Serve .tflite or .onnx artifacts over HTTP until SIGTERM or Ctrl+C.
 
     \b
@@ -66,7 +75,8 @@ def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, 
 
     options = ServeOptions(threads=threads, max_batch=max_batch, max_delay_ms=max_delay_ms,
                            max_upload_mb=max_upload_mb, max_queue=max_queue, decode_workers=decode_workers,
-                           top_k=top_k, reload_on_change=reload_on_change, drain_timeout_s=drain_timeout)
+                           top_k=top_k, reload_on_change=reload_on_change, drain_timeout_s=drain_timeout,
+                           body_timeout_s=body_timeout, max_readers=max_readers, decode_budget_mb=decode_budget_mb)
     models = load_models(model_paths, threads=threads)
     for name, model in models.items():
         for message in model.assumptions:

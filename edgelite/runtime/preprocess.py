@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageMode, ImageOps
 
 from edgelite.errors import ImageError
 from edgelite.modes import Decode, Interpolation, Scaling, check_mode
@@ -26,6 +26,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 
 # Pillow's own default bomb limit; we raise an error at it instead of warning.
 MAX_PIXELS = 89_478_485
+# Pixels alone undercount memory: a 16-bit or four-band image takes 2-4 bytes per pixel and more once converted.
+# The largest decode allowed is what the pixel limit allows for 8-bit RGB (about 268 MB).
+MAX_DECODED_BYTES = 3 * MAX_PIXELS
+# Rows converted at a time from 16/32-bit grey to 8-bit, so no full-size float copy is ever made.
+STRIP_ROWS = 256
 # Fast decode keeps a JPEG at least this many times the model input on each side before resizing.
 FAST_DECODE_MARGIN = 2
 
@@ -84,14 +89,56 @@ def _describe(source: ImageSource) -> str:
     return str(source)
 
 
-def _decode(source: ImageSource, draft: Optional[int]) -> tuple[Image.Image, list[str]]:
+def image_decoded_bytes(image: Image.Image) -> int:
+    """Memory the decoded image takes: width x height x bands x bytes per sample of its mode."""
+    width, height = image.size
+    sample = np.dtype(ImageMode.getmode(image.mode).typestr).itemsize
+    return width * height * len(image.getbands()) * sample
+
+
+def decoded_bytes(data: bytes) -> int:
+    """What decoding these encoded image bytes would take, read from the header alone (nothing is decoded).
+
+    Raises:
+        ImageError: the bytes are not an image, or the image is over a limit.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                _check_size(image, "image bytes")
+                return image_decoded_bytes(image)
+    except ImageError:
+        raise
+    except Image.UnidentifiedImageError:
+        raise ImageError("image bytes: not an image Pillow can read") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _bomb("image bytes") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageError(f"image bytes: truncated or corrupt image ({exc})") from None
+
+
+def _check_size(image: Image.Image, shown: str) -> None:
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise _bomb(shown)
+    size = image_decoded_bytes(image)
+    if size > MAX_DECODED_BYTES:
+        raise ImageError(f"{shown}: {width}x{height} {image.mode} decodes to {size / 1e6:,.0f} MB, over the "
+                         f"{MAX_DECODED_BYTES / 1e6:,.0f} MB limit per image; resize it or save it as 8-bit RGB",
+                         reason="decoded_too_large")
+
+
+def _decode(source: ImageSource, draft: Optional[int], grey_ok: bool = False) -> tuple[Image.Image, list[str]]:
     """Decode to an RGB PIL image in display orientation.
 
     With `draft`, a JPEG is decoded at the largest DCT scale (1/2, 1/4, 1/8) that
     keeps both sides at least `draft` pixels: libjpeg skips most of the work.
+    With `grey_ok`, a 16-bit grey image comes back as 8-bit grey ("L"), for a
+    caller that resizes before widening it to RGB (a third of the memory).
     """
     if isinstance(source, Image.Image):
-        return _to_rgb(source, "image")
+        return _to_rgb(source, "image", grey_ok)
     if isinstance(source, (bytes, bytearray, memoryview)):
         stream, name, shown = io.BytesIO(bytes(source)), "image bytes", "image bytes"
     elif isinstance(source, (str, Path)):
@@ -104,13 +151,12 @@ def _decode(source: ImageSource, draft: Optional[int]) -> tuple[Image.Image, lis
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with stream, Image.open(stream) as image:
-                width, height = image.size
-                if width * height > MAX_PIXELS:
-                    raise _bomb(shown)
+                _check_size(image, shown)
                 if draft is not None and image.format == "JPEG":
                     image.draft(image.mode, (draft, draft))
                 image.load()
-                return _to_rgb(ImageOps.exif_transpose(image), name)
+                ImageOps.exif_transpose(image, in_place=True)  # not a copy: a full-size image is large enough once
+                return _to_rgb(image, name, grey_ok)
     except ImageError:
         raise
     except Image.UnidentifiedImageError:
@@ -142,17 +188,17 @@ def _cut(text: str, keep: int = 200) -> str:
 
 
 def _bomb(shown: str) -> ImageError:
-    return ImageError(f"{shown}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first")
+    return ImageError(f"{shown}: over the {MAX_PIXELS:,} pixel limit (possible decompression bomb); resize it first",
+                      reason="bomb")
 
 
-def _to_rgb(image: Image.Image, name: str) -> tuple[Image.Image, list[str]]:
+def _to_rgb(image: Image.Image, name: str, grey_ok: bool = False) -> tuple[Image.Image, list[str]]:
     mode = image.mode
     if mode == "RGB":
         return image, []
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        wide = np.asarray(image, dtype=np.float64)
-        gray = np.clip(np.round(wide / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB"), [f"{name}: 16-bit grayscale scaled to 8-bit RGB"]
+        grey = _narrow_grey(image)
+        return (grey if grey_ok else grey.convert("RGB")), [f"{name}: 16-bit grayscale scaled to 8-bit RGB"]
     if mode == "F":
         raise ImageError(f"{name}: 32-bit float images are not supported; save it as 8-bit RGB")
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
@@ -161,6 +207,16 @@ def _to_rgb(image: Image.Image, name: str) -> tuple[Image.Image, list[str]]:
         return flat, [f"{name}: {mode} image, transparency composited over white"]
     what = {"L": "grayscale", "1": "1-bit", "P": "palette", "CMYK": "CMYK"}.get(mode, mode)
     return image.convert("RGB"), [f"{name}: {what} image converted to RGB"]
+
+
+def _narrow_grey(image: Image.Image) -> Image.Image:
+    """16/32-bit grey scaled to 8 bits (65535 -> 255), a strip of rows at a time: no full-size wide copy."""
+    width, height = image.size
+    grey = np.empty((height, width), np.uint8)
+    for top in range(0, height, STRIP_ROWS):
+        wide = np.asarray(image.crop((0, top, width, min(height, top + STRIP_ROWS))), dtype=np.float64)
+        grey[top:top + len(wide)] = np.clip(np.round(wide / 257.0), 0, 255)
+    return Image.fromarray(grey)
 
 
 def _checked_array(source: np.ndarray) -> np.ndarray:
@@ -192,7 +248,8 @@ def preprocess(
     which always decodes every pixel first.
 
     Raises:
-        ImageError: the image cannot be read or has the wrong shape.
+        ImageError: the image cannot be read, has the wrong shape, or is over
+            MAX_PIXELS pixels or MAX_DECODED_BYTES decoded bytes.
     """
     check_mode(Decode, decode)
     resample = _RESAMPLE[check_mode(Interpolation, interpolation)]
@@ -202,7 +259,10 @@ def preprocess(
             return PreparedImage(pixels.astype(np.float32, copy=True))
         image, notes = Image.fromarray(pixels.astype(np.uint8)), []
     else:
-        image, notes = _decode(source, FAST_DECODE_MARGIN * max(height, width) if decode == "fast" else None)
+        image, notes = _decode(source, FAST_DECODE_MARGIN * max(height, width) if decode == "fast" else None,
+                               grey_ok=True)
     if image.size != (width, height):
         image = image.resize((width, height), resample)
+    if image.mode != "RGB":  # grey from a 16-bit image: resizing one band then widening gives the same pixels
+        image = image.convert("RGB")
     return PreparedImage(np.asarray(image, dtype=np.float32), notes)

@@ -22,8 +22,9 @@ from typing import Any, Optional
 
 from edgelite.errors import EdgeliteError, ImageError, OptionError, RequestError
 from edgelite.runtime import Model, load
+from edgelite.runtime.describe import describe_model
 from edgelite.serve.options import ServeOptions
-from edgelite.serve.predict_format import check_upload_type, image_bytes, predict_answer, top_k
+from edgelite.serve.predict_format import check_upload_type, image_bytes, predict_answer, too_large, top_k
 
 MODEL_ENV = "EDGELITE_MODEL"
 log = logging.getLogger("edgelite.serve")
@@ -31,33 +32,71 @@ _loaded: dict[str, Model] = {}  # one model per container, kept between events
 _OPTIONS = ServeOptions()
 
 
+class _Unconfigured(OptionError):
+    """The function's environment names no model: the deployment's problem, not the request's."""
+
+
 def _model() -> Model:
     path = os.environ.get(MODEL_ENV, "")
     if not path:
-        raise OptionError(f"{MODEL_ENV} is not set; set it to the path of a .tflite or .onnx file")
+        raise _Unconfigured(f"{MODEL_ENV} is not set; set it to the path of a .tflite or .onnx file")
     if path not in _loaded:
         _loaded.clear()
         _loaded[path] = load(path)
     return _loaded[path]
 
 
-def _request(event: Any) -> tuple[str, dict[str, str], dict[str, str], bytes, bool]:
-    """(method, headers, query, body, whether the body came base64-encoded) of a REST or HTTP API event."""
+def _bad_event(message: str) -> RequestError:
+    return RequestError(400, "bad_event", f"expected an API Gateway proxy event: {message}")
+
+
+def _field(event: dict, key: str, kinds: tuple[type, ...], default: Any) -> Any:
+    """`event[key]` when it has one of `kinds`; absent or null is `default`; anything else is a 400."""
+    value = event.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kinds):
+        raise _bad_event(f"the event's {key!r} is a {type(value).__name__}, not a "
+                         + " or ".join("dict" if kind is dict else kind.__name__ for kind in kinds))
+    return value
+
+
+def _strings(mapping: dict) -> dict[str, str]:
+    return {str(k): str(v) for k, v in mapping.items()}
+
+
+def _request(event: Any, max_bytes: int) -> tuple[str, dict[str, str], dict[str, str], bytes, bool]:
+    """(method, headers, query, body, whether the body came base64-encoded) of a REST or HTTP API event.
+
+    Every field is checked before it is used, and a body over `max_bytes`
+    (declared in Content-Length or actual) is refused before it is decoded.
+    """
     if not isinstance(event, dict):
-        raise RequestError(400, "bad_event",
-                           f"expected an API Gateway proxy event (a dict), got {type(event).__name__}")
-    method = event.get("httpMethod") or event.get("requestContext", {}).get("http", {}).get("method", "")
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    query = {str(k): str(v) for k, v in (event.get("queryStringParameters") or {}).items()}
-    body = event.get("body") or ""
-    encoded = bool(event.get("isBase64Encoded"))
+        raise _bad_event(f"the event is a {type(event).__name__}, not a dict")
+    context = _field(event, "requestContext", (dict,), {})
+    method = _field(event, "httpMethod", (str,), "") or _field(_field(context, "http", (dict,), {}),
+                                                                "method", (str,), "")
+    headers = {k.lower(): v for k, v in _strings(_field(event, "headers", (dict,), {})).items()}
+    query = _strings(_field(event, "queryStringParameters", (dict,), {}))
+    body = _field(event, "body", (str, bytes), "")
+    encoded = _field(event, "isBase64Encoded", (bool,), False)
+    declared = headers.get("content-length", "")
+    # base64 takes 4 characters for 3 bytes; text takes at least one character per byte
+    longest = (max_bytes + 2) // 3 * 4 if encoded else max_bytes
+    if len(body) > longest or (declared.isascii() and declared.isdigit() and int(declared) > max_bytes):
+        raise too_large(max_bytes)
     if encoded:
         try:
             data = base64.b64decode(body, validate=True)
         except (binascii.Error, ValueError):
             raise RequestError(400, "bad_event", "isBase64Encoded is true but the body is not valid base64") from None
+    elif isinstance(body, str):
+        try:
+            data = body.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates: JSON allows them, UTF-8 does not
+            raise _bad_event("the body text is not valid Unicode; send the image base64-encoded") from None
     else:
-        data = body.encode("utf-8") if isinstance(body, str) else bytes(body)
+        data = body
     return method.upper(), headers, query, data, encoded
 
 
@@ -77,12 +116,11 @@ def lambda_handler(event: Any, context: Any = None) -> dict:
     request_id = getattr(context, "aws_request_id", None) or uuid.uuid4().hex[:16]
     started = time.perf_counter()
     try:
-        method, headers, query, body, encoded = _request(event)
+        method, headers, query, body, encoded = _request(event, _OPTIONS.max_upload_bytes)
         model = _model()
         name = Path(model.path).stem
         if method == "GET":
-            return _response(200, {"model": name, "labels": list(model.labels),
-                                   "input_height": model.height, "input_width": model.width})
+            return _response(200, describe_model(model).brief())
         if method != "POST":
             raise RequestError(405, "method_not_allowed", f"method {method or '(none)'} not allowed; "
                                                           "POST an image, or GET the model's description")
@@ -94,7 +132,7 @@ def lambda_handler(event: Any, context: Any = None) -> dict:
         except ImageError as exc:
             hint = "" if encoded else ("; API Gateway passed the body as text: add image/* and multipart/form-data "
                                        "to the API's binary media types")
-            raise RequestError(400, "bad_image", str(exc).replace("image bytes: ", "the upload: ", 1) + hint) from None
+            raise RequestError(400, exc.reason, str(exc).replace("image bytes: ", "the upload: ", 1) + hint) from None
         decoded = time.perf_counter()
         ranked = model.rank(model.class_scores(model.run(prepared.pixels[None])), k)[0]
         done = time.perf_counter()
@@ -103,9 +141,10 @@ def lambda_handler(event: Any, context: Any = None) -> dict:
         return _response(200, predict_answer(name, ranked, prepared.notes, timing))
     except RequestError as exc:
         return _response(exc.status, {"error": str(exc)}, exc.headers)
+    except _Unconfigured as exc:
+        return _response(500, {"error": str(exc)})
     except OptionError as exc:
-        status = 500 if MODEL_ENV in str(exc) else 400
-        return _response(status, {"error": str(exc)})
+        return _response(400, {"error": str(exc)})
     except EdgeliteError as exc:  # the model cannot be loaded: the deployment's problem, said plainly
         log.error("request %s: %s", request_id, exc)
         return _response(500, {"error": f"{exc} (request id {request_id})", "request_id": request_id})

@@ -6,8 +6,12 @@ within `max_delay_ms` as one call of up to `max_batch` images on the model's
 own inference thread (one LiteRT interpreter, or the shared onnxruntime
 session), and the model itself, which `swap` replaces between two batches.
 Images are decoded on a thread pool shared by all models, never on the event
-loop. Protocol modules (`predict_api`, `v2`) only turn requests into pixels
-and results into answers.
+loop, each under its share of a decoded-bytes budget (see `admission`).
+Protocol modules (`predict_api`, `v2`) only turn requests into pixels and
+results into answers.
+
+On shutdown the batcher finishes the batch it is running; requests still
+waiting, and any that arrive after, get 503.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ import numpy as np
 
 from edgelite.errors import ImageError, ModelFileError, OptionError, RequestError
 from edgelite.runtime import Model, PreparedImage, load
+from edgelite.runtime.describe import describe_model
+from edgelite.runtime.preprocess import decoded_bytes
+from edgelite.serve.admission import DecodeBudget, Readers, give_back_memory
 from edgelite.serve.metrics import Metrics
 from edgelite.serve.options import ServeOptions
 
@@ -62,46 +69,91 @@ def check_model(model: Model) -> np.ndarray:
     return scores
 
 
+class _Count:
+    """A count of requests in some state, mirrored in a metrics gauge."""
+
+    def __init__(self, gauge):
+        self.value = 0
+        self._gauge = gauge
+        gauge.set(0)
+
+    @contextlib.contextmanager
+    def one(self) -> Iterator[None]:
+        """Count one more for the duration of the block."""
+        self.value += 1
+        self._gauge.set(self.value)
+        try:
+            yield
+        finally:
+            self.value -= 1
+            self._gauge.set(self.value)
+
+
 class ModelCore:
     """One served model: its admission count, its batcher and its inference thread."""
 
     def __init__(self, name: str, model: Model, options: ServeOptions, decode_pool: ThreadPoolExecutor,
-                 metrics: Metrics):
+                 metrics: Metrics, readers: Readers, budget: DecodeBudget):
         self.name = name
         self.model = model
+        self.description = describe_model(model)
         self.options = options
         self.metrics = metrics
         self._decode_pool = decode_pool
+        self._readers = readers
+        self._budget = budget
+        self._reading = _Count(metrics.reading.labels(model=name))
+        self._closing = False
         self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"edgelite-infer-{name}")
         self._waiting: deque[_Job] = deque()
         self._waiting_rows = 0
         self._arrived = asyncio.Event()
-        self._held = 0
+        self._held = _Count(metrics.queue_depth.labels(model=name))
         self._task: Optional[asyncio.Task] = None
-        metrics.queue_depth.labels(model=name).set(0)
+
+    def describe(self) -> dict:
+        """What a client needs to know about the served model, under its served name (both protocols show it)."""
+        return {"name": self.name, **self.description.served()}
 
     # -- admission ----------------------------------------------------------------
     @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Hold one of the server's body readers while this request's body arrives (503 when none is free)."""
+        self._check_open()
+        with self._readers.hold(), self._reading.one():
+            try:
+                yield
+            finally:
+                self._arrived.set()  # a body that never came: a batch waiting for it need not wait any longer
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise self._shutting_down()
+
+    def _shutting_down(self) -> RequestError:
+        return RequestError(503, "shutting_down", "the service is shutting down; retry on another instance",
+                            {"Retry-After": str(self.options.retry_after_s), "Connection": "close"})
+
+    @contextlib.contextmanager
     def slot(self) -> Iterator[None]:
-        """Hold one of the model's `max_queue` places for a request, or refuse it with 503."""
-        if self._held >= self.options.max_queue:
+        """Hold one of the model's `max_queue` places for a request whose body is in, or refuse it with 503."""
+        self._check_open()
+        held = self._held.value
+        if held >= self.options.max_queue:
             raise RequestError(503, "queue_full",
-                               f"model {self.name!r} is full: it holds {self._held} of {self.options.max_queue} "
+                               f"model {self.name!r} is full: it holds {held} of {self.options.max_queue} "
                                f"requests (--max-queue); retry in {self.options.retry_after_s} s",
                                {"Retry-After": str(self.options.retry_after_s)})
-        self._held += 1
-        self.metrics.queue_depth.labels(model=self.name).set(self._held)
-        try:
-            yield
-        finally:
-            self._held -= 1
-            self.metrics.queue_depth.labels(model=self.name).set(self._held)
-            self._arrived.set()  # a batch waiting for this request need not wait any longer
+        with self._held.one():
+            try:
+                yield
+            finally:
+                self._arrived.set()  # a batch waiting for this request need not wait any longer
 
     @property
     def held(self) -> int:
         """Requests the model holds now."""
-        return self._held
+        return self._held.value
 
     # -- off the event loop -------------------------------------------------------
     async def in_decode_pool(self, function: Callable[..., T], *args) -> T:
@@ -113,18 +165,31 @@ class ModelCore:
         """Decode and resize one image for a model (the current one by default); a bad image is a 400."""
         model = model or self.model
         try:
-            prepared = await self.in_decode_pool(model.prepare, data)
+            if isinstance(data, np.ndarray):
+                prepared = await self.in_decode_pool(model.prepare, data)
+            else:
+                prepared = await self._decode_in_budget(model, data)
         except ImageError as exc:
             message = str(exc).replace("image bytes: ", f"{what}: ", 1)
-            reason = "bomb" if "decompression bomb" in message else "bad_image"
-            raise RequestError(400, reason, message) from None
+            raise RequestError(400, exc.reason, message) from None
         prepared.notes = [note.replace("image bytes: ", f"{what}: ", 1) for note in prepared.notes]
         return prepared, model
+
+    async def _decode_in_budget(self, model: Model, data: bytes) -> PreparedImage:
+        # The header says what decoding will take: the decoded image and about as much again for its conversion.
+        size = await self.in_decode_pool(decoded_bytes, data)
+        async with self._budget.hold(2 * size):
+            try:
+                return await self.in_decode_pool(model.prepare, data)
+            finally:
+                if size >= self.options.decode_budget_bytes // 8:
+                    await self.in_decode_pool(give_back_memory, size)
 
     # -- batching ----------------------------------------------------------------
     async def infer(self, pixels: np.ndarray, model: Optional[Model] = None) -> BatchResult:
         """Class scores for (n, H, W, 3) raw pixels, run in a batch with other requests' images."""
         model = model or self.model
+        self._check_open()
         if pixels.ndim != 4 or pixels.shape[1:] != (model.height, model.width, 3):
             raise OptionError(f"expected pixels of shape (n, {model.height}, {model.width}, 3), got {pixels.shape}")
         if not 1 <= len(pixels) <= self.options.max_batch:
@@ -137,33 +202,35 @@ class ModelCore:
         return await job.future
 
     async def start(self) -> None:
-        """Warm the model up on its inference thread, then start the batcher."""
-        await asyncio.get_running_loop().run_in_executor(self._infer_pool, check_model, self.model)
+        """Start the batcher (`load` has already run the model once)."""
         self._task = asyncio.create_task(self._batch_loop(), name=f"edgelite-batcher-{self.name}")
 
     async def stop(self) -> None:
-        """Stop the batcher; requests still waiting (none after a drain) get an error."""
+        """Let the batcher finish the batch it runs; requests still waiting, and any new one, get 503."""
+        self._closing = True
+        self._arrived.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for job in self._waiting:
+            await self._task
+        while self._waiting:
+            job = self._waiting.popleft()
             if not job.future.done():
-                job.future.set_exception(RuntimeError("the service is shutting down"))
-        self._waiting.clear()
-        self._infer_pool.shutdown(wait=True)
+                job.future.set_exception(self._shutting_down())
+        self._waiting_rows = 0
+        await asyncio.to_thread(self._infer_pool.shutdown, True)
 
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.options.max_delay_ms / 1000.0
-        while True:
-            while not self._waiting:
+        while not self._closing:
+            if not self._waiting:
                 self._arrived.clear()
                 await self._arrived.wait()
+                continue
             # The oldest request waits at most max_delay_ms for others, counted from its arrival, and only
-            # while other admitted requests are still being read or decoded: alone, it runs at once.
+            # while other requests for this model are still being read or decoded: alone, it runs at once.
             deadline = self._waiting[0].enqueued + delay
-            while self._waiting_rows < self.options.max_batch and self._held > len(self._waiting):
+            while self._waiting_rows < self.options.max_batch and not self._closing \
+                    and self._held.value + self._reading.value > len(self._waiting):
                 timeout = deadline - loop.time()
                 if timeout <= 0:
                     break
@@ -172,6 +239,8 @@ class ModelCore:
                     await asyncio.wait_for(self._arrived.wait(), timeout)
                 except asyncio.TimeoutError:
                     break
+            if self._closing:
+                break
             try:
                 await self._run(self._take())
             except Exception:  # a bug here must not stop the batcher: log it and serve the next batch
@@ -216,9 +285,9 @@ class ModelCore:
     async def swap(self, new: Model) -> None:
         """Check a new model on the inference thread, then serve it; raises if the check fails."""
         await asyncio.get_running_loop().run_in_executor(self._infer_pool, check_model, new)
-        old, self.model = self.model, new
+        self.description = await asyncio.to_thread(describe_model, new)
+        self.model = new  # jobs already queued keep their own reference to the old model until their batch has run
         log.info("model %s: now serving %s (%s, %s)", self.name, new.path, _precision(new), new.backend_name)
-        del old  # jobs already queued keep their own reference until their batch has run
 
 
 def _scores(model: Model, pixels: np.ndarray) -> np.ndarray:
@@ -257,16 +326,13 @@ def model_names(models: Union[Mapping[str, Model], Sequence[Model]]) -> dict[str
 
 
 def load_models(paths: Sequence[Union[str, Path]], threads: Optional[int] = None) -> dict[str, Model]:
-    """Load each artifact and run a test prediction; models named after their files.
+    """Load each artifact (`load` runs it once); models named after their files.
 
     Raises:
-        ModelFileError: a file is missing, corrupt, or gives no finite scores.
+        ModelFileError: a file is missing or corrupt.
         OptionError: two files have the same name.
     """
-    named = model_names([load(path, threads=threads) for path in paths])
-    for model in named.values():
-        check_model(model)
-    return named
+    return model_names([load(path, threads=threads) for path in paths])
 
 
 class InferenceCore:
@@ -279,8 +345,10 @@ class InferenceCore:
         self.metrics = metrics or Metrics(options)
         workers = options.decode_workers or min(4, os.cpu_count() or 1)
         self.decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="edgelite-decode")
-        self.models = {name: ModelCore(name, model, options, self.decode_pool, self.metrics)
-                       for name, model in named.items()}
+        self.readers = Readers(options)
+        self.budget = DecodeBudget(options.decode_budget_bytes, self.metrics.decode_bytes.set)
+        self.models = {name: ModelCore(name, model, options, self.decode_pool, self.metrics, self.readers,
+                                       self.budget) for name, model in named.items()}
         self.default = next(iter(self.models))
         self.ready = False
 
@@ -293,14 +361,14 @@ class InferenceCore:
         return core
 
     async def start(self) -> None:
-        """Warm every model up and start the batchers."""
+        """Start the batchers."""
         for core in self.models.values():
             await core.start()
         self.ready = True
 
     async def stop(self) -> None:
-        """Stop the batchers and the decode pool."""
+        """Stop the batchers (each finishes its running batch) and the decode pool, without blocking the loop."""
         self.ready = False
         for core in self.models.values():
             await core.stop()
-        self.decode_pool.shutdown(wait=True)
+        await asyncio.to_thread(self.decode_pool.shutdown, True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import logging
 import time
 import uuid
-from typing import Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from edgelite.errors import ImageError, OptionError, RequestError
 from edgelite.serve.metrics import Metrics
 from edgelite.serve.predict_format import too_large
+
+if TYPE_CHECKING:
+    from edgelite.serve.core import ModelCore
 
 log = logging.getLogger("edgelite.serve")
 access_log = logging.getLogger("edgelite.serve.access")
@@ -28,11 +32,34 @@ REASON = "edgelite.reason"
 CLIENT_GONE = 499  # nginx's code for a client that closed the connection before the answer
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to be over `max_bytes`."""
+def whole_number(text: str) -> bool:
+    """True for ASCII digits only (`str.isdigit` also takes "²" and other scripts' digits, which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
+async def read_body(request: Request, model_core: "ModelCore") -> bytes:
+    """The request body, read under one of the server's body readers and within `body_timeout_s`.
+
+    Raises:
+        RequestError: 413 as soon as the body is known to be over the upload
+            limit, 408 (closing the connection) when it has not arrived in time,
+            503 when every body reader is busy.
+    """
+    options = model_core.options
+    max_bytes = options.max_upload_bytes
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_bytes:
+    if whole_number(length) and int(length) > max_bytes:
         raise too_large(max_bytes)
+    with model_core.reading():
+        try:
+            return await asyncio.wait_for(_read(request, max_bytes), options.body_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestError(408, "body_timeout",
+                               f"the request body did not arrive within {options.body_timeout_s:g} s "
+                               "(--body-timeout); send it in one go", {"Connection": "close"}) from None
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -62,7 +89,7 @@ def answers_errors(handler: Handler) -> Handler:
         except RequestError as exc:
             return error_response(request, exc.status, exc.reason, str(exc), exc.headers)
         except ImageError as exc:
-            return error_response(request, 400, "bad_image", str(exc))
+            return error_response(request, 400, exc.reason, str(exc))
         except OptionError as exc:
             return error_response(request, 400, "bad_request", str(exc))
         except ClientDisconnect:
@@ -84,6 +111,9 @@ def json_body(data: bytes) -> object:
         return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise RequestError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise RequestError(400, "bad_json", "the body is JSON nested too deeply; an inference request needs "
+                                            "a few levels") from None
 
 
 def _printable(text: str) -> str:
@@ -107,6 +137,8 @@ class RequestLog:
 
     An exception no handler answered is logged with its trace and the request
     id, and the client gets a 500 naming that id; the server goes on serving.
+    A request the server cancels on shutdown (its drain timeout passed) gets
+    503, so that its client retries elsewhere.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics):
@@ -132,16 +164,20 @@ class RequestLog:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            # Uvicorn cancels what is still running when --drain-timeout passes. The task ends here either way;
+            # answering first turns the server's plain 500 into a 503 the client can act on.
+            scope[REASON] = "shutting_down"
+            if status == 0:
+                await _send_json(send_with_id, 503, {"error": "the service is shutting down; retry on another "
+                                                              "instance"}, [(b"connection", b"close")])
         except Exception:
             log.exception("request %s (%s %s) failed", request_id, scope["method"], _printable(scope["path"]))
             scope[REASON] = "internal"
             if status == 0:
-                body = json.dumps({"error": f"internal error; the server log has the details under request id "
-                                            f"{request_id}", "request_id": request_id}).encode()
-                await send_with_id({"type": "http.response.start", "status": 500,
-                                    "headers": [(b"content-type", b"application/json"),
-                                                (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
+                await _send_json(send_with_id, 500, {"error": f"internal error; the server log has the details "
+                                                              f"under request id {request_id}",
+                                                     "request_id": request_id})
         finally:
             self._record(scope, status or 500, time.perf_counter() - started, request_id)
 
@@ -159,3 +195,11 @@ class RequestLog:
                         if name in scope)
         access_log.info('%s "%s %s HTTP/%s" %d %.1fms id=%s%s', where, scope["method"], target,
                         scope.get("http_version", "1.1"), status, seconds * 1000.0, request_id, extra)
+
+
+async def _send_json(send: Send, status: int, document: dict, headers: Optional[list] = None) -> None:
+    body = json.dumps(document).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or [])]})
+    await send({"type": "http.response.body", "body": body})

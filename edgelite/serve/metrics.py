@@ -34,13 +34,19 @@ class Metrics:
         self.inference_seconds = Histogram("edgelite_inference_duration_seconds", "Time of one inference call.",
                                            ["model"], buckets=LATENCY_BUCKETS, registry=registry)
         self.queue_depth = Gauge("edgelite_queue_depth",
-                                 "Requests a model holds now: reading, decoding, waiting for or in a batch.",
+                                 "Requests a model holds now: decoding, waiting for or in a batch.",
                                  ["model"], registry=registry)
+        self.reading = Gauge("edgelite_bodies_reading", "Request bodies being read now, by model.", ["model"],
+                             registry=registry)
+        self.decode_bytes = Gauge("edgelite_decode_bytes",
+                                  "Decoded image memory admitted now (the decode budget's use).", registry=registry)
         self.reloads = Counter("edgelite_model_reloads", "Model file changes seen, by result (swapped or kept_old).",
                                ["model", "result"], registry=registry)
         limits = Gauge("edgelite_limit", "The service's configured limits.", ["name"], registry=registry)
         for name, value in (("max_queue", options.max_queue), ("max_batch", options.max_batch),
-                            ("max_delay_ms", options.max_delay_ms), ("max_upload_bytes", options.max_upload_bytes)):
+                            ("max_delay_ms", options.max_delay_ms), ("max_upload_bytes", options.max_upload_bytes),
+                            ("max_readers", options.max_readers), ("body_timeout_s", options.body_timeout_s),
+                            ("decode_budget_bytes", options.decode_budget_bytes)):
             limits.labels(name=name).set(value)
 
     def render(self) -> tuple[bytes, str]:

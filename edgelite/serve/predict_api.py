@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from edgelite.serve.core import InferenceCore, ModelCore
+from edgelite.serve.core import InferenceCore
 from edgelite.serve.http import BATCH, MODEL, answers_errors, read_body
 from edgelite.serve.predict_format import check_upload_type, image_bytes, predict_answer, top_k
 
@@ -25,9 +25,9 @@ def routes(core: InferenceCore) -> list[Route]:
         content_type = request.headers.get("content-type")
         check_upload_type(content_type)
         limit = core.options.max_upload_bytes
+        body = await read_body(request, model_core)  # a slow client holds a reader, not a queue place
+        read = time.perf_counter()
         with model_core.slot():
-            body = await read_body(request, limit)
-            read = time.perf_counter()
             data = image_bytes(content_type, body, limit)
             prepared, model = await model_core.decode(data)
             decoded = time.perf_counter()
@@ -42,21 +42,9 @@ def routes(core: InferenceCore) -> list[Route]:
     @answers_errors
     async def models(request: Request) -> JSONResponse:
         return JSONResponse({"default": core.default,
-                             "models": [describe(model_core) for model_core in core.models.values()]})
+                             "models": [model_core.describe() for model_core in core.models.values()]})
 
     return [Route("/predict", predict, methods=["POST"]),
             Route("/models/{name}/predict", predict, methods=["POST"]),
             Route("/models", models, methods=["GET"])]
 
-
-def describe(model_core: ModelCore) -> dict:
-    """What a client needs to know about a served model (also the v2 metadata's `edgelite` part)."""
-    model = model_core.model
-    meta = model.metadata
-    return {"name": model_core.name, "file": model.path.name, "format": model.format,
-            "backend": model.backend_name, "labels": list(model.labels),
-            "input_height": model.height, "input_width": model.width,
-            "precision": meta.precision if meta else None,
-            "source_sha256": meta.source_sha256 if meta else None,
-            "edgelite_version": meta.edgelite_version if meta else None,
-            "assumptions": list(model.assumptions)}

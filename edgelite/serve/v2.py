@@ -26,8 +26,7 @@ from starlette.routing import Route
 from edgelite import __version__
 from edgelite.runtime import Model
 from edgelite.serve.core import InferenceCore, ModelCore
-from edgelite.serve.http import BATCH, MODEL, answers_errors, json_body, read_body
-from edgelite.serve.predict_api import describe
+from edgelite.serve.http import BATCH, MODEL, answers_errors, json_body, read_body, whole_number
 from edgelite.errors import RequestError
 from edgelite.serve.predict_format import media_type
 
@@ -81,7 +80,7 @@ def _flag(value: Any, what: str) -> bool:
 def parse_infer(body: bytes, header_length: Optional[str], model: Model, max_batch: int) -> InferRequest:
     """Read and check a v2 inference request (JSON, or JSON then binary tensors); 400 naming what is wrong."""
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        if not whole_number(header_length) or int(header_length) > len(body):
             raise _bad(f"Inference-Header-Content-Length {header_length!r} is not a length within the "
                        f"{len(body)}-byte body")
         document, binary = json_body(body[:int(header_length)]), memoryview(body)[int(header_length):]
@@ -249,7 +248,7 @@ def metadata(model_core: ModelCore) -> dict:
         "inputs": [{"name": PIXELS, "datatype": "FP32", "shape": [-1, model.height, model.width, 3]},
                    {"name": IMAGE, "datatype": "BYTES", "shape": [-1]}],
         "outputs": [{"name": SCORES, "datatype": "FP32", "shape": [-1, len(model.labels)]}],
-        "edgelite": describe(model_core) | {
+        "edgelite": model_core.describe() | {
             "max_batch": model_core.options.max_batch,
             "inputs": f"{_expected_inputs(model)}; UINT8 is accepted for {PIXELS!r} too",
             "outputs": f"{SCORES!r}: class probabilities in label order; ask for the classification "
@@ -288,8 +287,8 @@ def routes(core: InferenceCore) -> list[Route]:
         if media not in BODY_TYPES:
             raise RequestError(415, "unsupported_media", f"unsupported content type {media!r}; send the "
                                                          "inference request as application/json")
+        body = await read_body(request, model_core)  # a slow client holds a reader, not a queue place
         with model_core.slot():
-            body = await read_body(request, core.options.max_upload_bytes)
             model = model_core.model
             parsed = await model_core.in_decode_pool(parse_infer, body, request.headers.get(HEADER_LENGTH),
                                                      model, core.options.max_batch)

@@ -1,4 +1,5 @@
 import struct
+import sys
 import zlib
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from PIL import Image
 
 from edgelite.errors import ImageError
-from edgelite.runtime.preprocess import MAX_PIXELS, load_image, preprocess, scale_pixels
+from edgelite.runtime.preprocess import MAX_PIXELS, decoded_bytes, load_image, preprocess, scale_pixels
 
 
 def _save(image: Image.Image, path, fmt="PNG", **kw):
@@ -115,3 +116,52 @@ def test_scalings(scaling, low, high):
     pixels = np.array([0.0, 255.0], dtype=np.float32)
     assert scale_pixels(pixels, scaling).tolist() == pytest.approx([low, high])
     assert pixels.tolist() == [0.0, 255.0]
+
+
+def test_decoded_bytes_are_limited_per_image_not_only_pixels(tmp_path):
+    from tests.serve.conftest import png_header
+
+    # 9000 x 9000 is under the pixel limit, but as RGBA it decodes to 324 MB: refused before decoding
+    path = tmp_path / "wide.png"
+    path.write_bytes(png_header(9000, 9000, 8, 6))
+    assert 9000 * 9000 < MAX_PIXELS
+    for source in (path, path.read_bytes()):
+        with pytest.raises(ImageError, match=r"9000x9000 RGBA decodes to 324 MB, over the 268 MB limit per image; "
+                                             r"resize it or save it as 8-bit RGB") as caught:
+            preprocess(source, 32, 32)
+        assert caught.value.reason == "decoded_too_large"
+    with pytest.raises(ImageError) as caught:
+        decoded_bytes(path.read_bytes())
+    assert caught.value.reason == "decoded_too_large"
+
+
+@pytest.mark.parametrize("mode, dtype, refused", [("I;16", np.uint16, True), ("L", np.uint8, False)])
+def test_bytes_per_sample_count_toward_the_limit(tmp_path, monkeypatch, mode, dtype, refused):
+    data = np.full((100, 100), 7, dtype)
+    path = _save(Image.fromarray(data), tmp_path / "grey.png")
+    assert Image.open(path).mode == mode
+    assert decoded_bytes(path.read_bytes()) == 100 * 100 * np.dtype(dtype).itemsize
+    module = sys.modules["edgelite.runtime.preprocess"]  # the package exports a function of the same name
+    monkeypatch.setattr(module, "MAX_DECODED_BYTES", 100 * 100 * 2 - 1)
+    if refused:
+        with pytest.raises(ImageError, match="100x100 I;16 decodes to 0 MB, over the 0 MB limit"):
+            preprocess(path, 8, 8)
+    else:
+        assert preprocess(path, 8, 8).pixels.shape == (8, 8, 3)
+
+
+def test_the_pixel_limit_has_its_own_reason(tmp_path):
+    from tests.serve.conftest import png_header
+
+    with pytest.raises(ImageError, match="decompression bomb") as caught:
+        decoded_bytes(png_header(20000, 20000, 8, 0))
+    assert caught.value.reason == "bomb"
+
+
+def test_a_16_bit_grey_image_resized_gives_the_pixels_of_widening_first(tmp_path):
+    wide = np.random.default_rng(0).integers(0, 65535, (301, 457), dtype=np.uint16)
+    path = _save(Image.fromarray(wide), tmp_path / "deep.png")
+    prepared = preprocess(path, 64, 80, "bicubic")
+    full = Image.fromarray(load_image(path).pixels)
+    expected = np.asarray(full.resize((80, 64), Image.Resampling.BICUBIC), dtype=np.float32)
+    np.testing.assert_array_equal(prepared.pixels, expected)

@@ -156,3 +156,37 @@ async def wait_for(check, timeout: float = 30.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out waiting for the server")
         await asyncio.sleep(0.05)
+
+
+def sixteen_bit_png(side: int = 9400, seed: int = 0) -> bytes:
+    """A 16-bit grey PNG of side x side, under the pixel limit: mostly one value, so it compresses to about 200 KB."""
+    wide = np.full((side, side), 30000, np.uint16)
+    grid = wide[::181, ::173]
+    wide[::181, ::173] = np.random.default_rng(seed).integers(0, 65535, size=grid.shape, dtype=np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(wide).save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def big_png() -> bytes:
+    """A ~200 KB PNG that takes seconds and hundreds of MB to decode: a heavy client's upload."""
+    return sixteen_bit_png()
+
+
+def png_header(width: int, height: int, bit_depth: int, color_type: int) -> bytes:
+    """A PNG that declares a size and pixel format in its header and holds no pixel data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) \
+        + chunk(b"IEND", b"")
+
+
+def rss_bytes(pid: int) -> int:
+    """A process's resident memory now, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")

@@ -77,14 +77,15 @@ def test_requests_held_together_run_as_one_batch_and_a_lone_one_does_not_wait(ar
         async def four_at_once():
             release = asyncio.Event()
             uploads = [asyncio.create_task(held_upload(url, data, release)) for _ in range(4)]
-            await wait_for(lambda: metric(client, f'edgelite_queue_depth{{model="{name}"}}').endswith(" 4.0"))
+            await wait_for(lambda: metric(client, f'edgelite_bodies_reading{{model="{name}"}}').endswith(" 4.0"))
             release.set()
             return await asyncio.gather(*uploads)
 
         answers = asyncio.run(four_at_once())
         assert [a.status_code for a in answers] == [200] * 4
         assert all(a.json()["predictions"][0]["label"] == "green" for a in answers)
-        # All four were admitted before any was decoded: one inference call ran them.
+        # All four were being read before any was decoded, and the batcher waits for bodies being read:
+        # one inference call ran them.
         assert metric(client, f'edgelite_batch_size_count{{model="{name}"}}').endswith(" 1.0")
         assert metric(client, f'edgelite_batch_size_sum{{model="{name}"}}').endswith(" 4.0")
         # Alone, a request does not wait out the (one minute) delay for company.
@@ -99,6 +100,9 @@ def test_requests_held_together_run_as_one_batch_and_a_lone_one_does_not_wait(ar
     ({"max_delay_ms": -1}, "max_delay_ms must be 0 or more, got -1"),
     ({"max_upload_mb": 0}, "max_upload_mb must be more than 0, got 0"),
     ({"threads": 0}, "threads must be a whole number of at least 1, got 0"),
+    ({"body_timeout_s": 0}, "body_timeout_s must be more than 0, got 0"),
+    ({"max_readers": 0}, "max_readers must be a whole number of at least 1, got 0"),
+    ({"decode_budget_mb": -1}, "decode_budget_mb must be more than 0, got -1"),
 ])
 def test_options_are_checked(options, message):
     with pytest.raises(OptionError, match=message):

@@ -120,3 +120,49 @@ def test_the_handler_needs_no_http_stack():
             "print(sorted(m for m in ('starlette', 'uvicorn', 'prometheus_client') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _good() -> dict:
+    return rest_event(jpeg_bytes())
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"headers": ["Content-Type", "image/jpeg"]}, "the event's 'headers' is a list, not a dict"),
+    ({"queryStringParameters": "top_k=1"}, "the event's 'queryStringParameters' is a str, not a dict"),
+    ({"body": 10 ** 10}, "the event's 'body' is a int, not a str or bytes"),
+    ({"body": ["a"]}, "the event's 'body' is a list, not a str or bytes"),
+    ({"isBase64Encoded": "yes"}, "the event's 'isBase64Encoded' is a str, not a bool"),
+    ({"httpMethod": 7}, "the event's 'httpMethod' is a int, not a str"),
+    ({"httpMethod": None, "requestContext": "ctx"}, "the event's 'requestContext' is a str, not a dict"),
+    ({"httpMethod": None, "requestContext": {"http": []}}, "the event's 'http' is a list, not a dict"),
+    ({"httpMethod": None, "requestContext": {"http": {"method": 1}}}, "the event's 'method' is a int, not a str"),
+])
+def test_malformed_event_shapes_are_400_not_500(model_path, change, message):
+    response = lambda_handler(dict(_good(), **change), CONTEXT)
+    assert response["statusCode"] == 400, response
+    assert _body(response)["error"] == f"expected an API Gateway proxy event: {message}"
+
+
+@pytest.mark.parametrize("event", [
+    {"httpMethod": "POST", "isBase64Encoded": True},  # no body at all
+    {"httpMethod": "POST", "body": None, "headers": None},
+    {"httpMethod": "POST", "body": "\udcff\udcfe", "isBase64Encoded": False},  # not encodable text
+    {"httpMethod": "POST", "body": "%%%", "isBase64Encoded": True},
+    {},
+    [],
+    None,
+])
+def test_more_broken_events_are_4xx(model_path, event):
+    response = lambda_handler(event, CONTEXT)
+    assert 400 <= response["statusCode"] < 500, response
+
+
+def test_a_huge_body_is_refused_before_it_is_decoded(model_path):
+    declared = dict(_good(), headers={"Content-Type": "image/jpeg", "Content-Length": str(10 ** 10)})
+    response = lambda_handler(declared, CONTEXT)
+    assert response["statusCode"] == 413
+    assert _body(response)["error"].startswith("the upload is over the 20 MiB limit")
+    # 40 MB of base64 text: refused by its length, before base64 turns it into bytes
+    actual = dict(_good(), body="A" * (40 * 1024 * 1024))
+    response = lambda_handler(actual, CONTEXT)
+    assert response["statusCode"] == 413

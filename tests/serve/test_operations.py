@@ -36,21 +36,20 @@ def test_metrics_and_one_access_line_per_request(served, int8_name):
                          rf'model={int8_name}', lines[0]), lines[0]
 
 
-def test_a_full_queue_answers_503_with_retry_after(artifacts, tmp_path):
+def test_a_full_queue_answers_503_with_retry_after(artifacts, tmp_path, big_png):
     model = artifact(artifacts, "tflite", "int8")
     server = Server([model], tmp_path, "--max-queue", "1", "--max-batch", "1")
     url = f"{server.url}/predict"
     data = jpeg_bytes()
 
     async def scenario():
-        release = asyncio.Event()
-        held = asyncio.create_task(held_upload(url, data, release))
-        await wait_for(lambda: server.metric("edgelite_queue_depth", model=model.stem) == 1)
         async with httpx.AsyncClient(timeout=60) as client:
+            # A body that is in holds a place while it decodes (a huge PNG: seconds); a body arriving holds none.
+            held = asyncio.create_task(client.post(url, content=big_png, headers={"Content-Type": "image/png"}))
+            await wait_for(lambda: server.metric("edgelite_queue_depth", model=model.stem) == 1)
             burst = await asyncio.gather(*(client.post(url, content=data, headers={"Content-Type": "image/jpeg"})
                                            for _ in range(8)))
-        release.set()
-        return await held, burst
+            return await held, burst
 
     try:
         first, burst = asyncio.run(scenario())
@@ -98,7 +97,7 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(artifacts, tmp_path
     async def scenario():
         release = asyncio.Event()
         held = asyncio.create_task(held_upload(f"{server.url}/predict", jpeg_bytes("red"), release))
-        await wait_for(lambda: server.metric("edgelite_queue_depth", model=model.stem) == 1)
+        await wait_for(lambda: server.metric("edgelite_bodies_reading", model=model.stem) == 1)
         server.process.send_signal(signal.SIGTERM)
         await wait_for(lambda: "Shutting down" in server.log())
         assert server.process.poll() is None  # still draining: the request holds it

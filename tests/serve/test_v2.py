@@ -124,6 +124,14 @@ def test_wrong_tensors_get_400(served, int8_name, request_body, message):
     (b"{}", {"Content-Type": "image/jpeg"}, 415, "unsupported content type 'image/jpeg'"),
     (b"{}", {"Content-Type": "application/json", "Inference-Header-Content-Length": "99"}, 400,
      "Inference-Header-Content-Length '99' is not a length within the 2-byte body"),
+    # str.isdigit takes "²" (and int() refuses it): not a number, so a 400 like any other
+    (b"{}", {"Content-Type": "application/json", "Inference-Header-Content-Length": "\u00b2".encode("latin-1")},
+     400, "Inference-Header-Content-Length '\u00b2' is not a length within the 2-byte body"),
+    (b"{}", {"Content-Type": "application/json", "Inference-Header-Content-Length": "1e1"}, 400,
+     "Inference-Header-Content-Length '1e1' is not a length"),
+    (b"[" * 5000 + b"]" * 5000, {"Content-Type": "application/json"}, 400, "the body is JSON nested too deeply"),
+    (b'{"inputs": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001, {"Content-Type": "application/json"}, 400,
+     "the body is JSON nested too deeply"),
 ])
 def test_malformed_bodies(served, int8_name, content, headers, status, message):
     answer = httpx.post(f"{served.url}/v2/models/{int8_name}/infer", content=content, headers=headers)
