@@ -17,7 +17,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from edgelite.atomic import ReportTarget, report_file, report_target
+from edgelite.atomic import ReportTarget
+from edgelite.bench.figures import save_png
 from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
@@ -180,14 +181,7 @@ def _load(path: Path, threads: Optional[int]):
 
 def plot_confusion(evaluation: Evaluation, path: Union[Path, ReportTarget]) -> Path:
     """The confusion matrix as a PNG (rows: true class, columns: predicted), by the report rule of `edgelite.atomic`."""
-    figure = confusion_figure(evaluation)
-    import matplotlib.pyplot as plt
-
-    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
-    with report_file(target) as handle:
-        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
-    plt.close(figure)
-    return target.given
+    return save_png(confusion_figure(evaluation), path)
 
 
 def confusion_figure(evaluation: Evaluation):

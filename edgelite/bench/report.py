@@ -10,6 +10,7 @@ from typing import Any, Union
 
 from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.bench.runner import BenchReport
+from edgelite.bench.figures import save_png
 from edgelite.errors import missing_dependency
 
 CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
@@ -69,14 +70,7 @@ def _shared_prefix(rows: list[dict[str, Any]]) -> str:
 
 def write_plot(report: BenchReport, path: Union[Path, ReportTarget]) -> Path:
     """Left: accuracy (or agreement) against p50 latency, marker area = file size. Right: latency per row."""
-    figure = bench_figure(report)
-    import matplotlib.pyplot as plt
-
-    target = path if isinstance(path, ReportTarget) else report_target(Path(path))
-    with report_file(target) as handle:
-        figure.savefig(handle, format="png", dpi=110, bbox_inches="tight", pad_inches=0.2)  # nothing cut at the edge
-    plt.close(figure)
-    return target.given
+    return save_png(bench_figure(report), path)
 
 
 def bench_figure(report: BenchReport):
