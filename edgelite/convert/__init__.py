@@ -186,7 +186,8 @@ def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: 
     staging = Staging.create(out)
     installed: list[Path] = []
     try:
-        written = _export_all(source, checkpoint, staging.folder, options, images, progress)
+        with staging.temp_files():
+            written = _export_all(source, checkpoint, staging.folder, options, images, progress)
         finals = [out / path.name for path, *_ in written] + [out / MANIFEST]
         _check_replaceable(finals, options.force)  # again: something may have been put there while this run worked
         for final in finals:

@@ -20,9 +20,10 @@ import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 try:
     import fcntl
@@ -77,6 +78,23 @@ class Staging:
             shutil.rmtree(work, ignore_errors=True)
             raise
         return cls(out, folder, descriptor)
+
+    @contextmanager
+    def temp_files(self) -> Iterator[Path]:
+        """Send Python's temp files (the converters' SavedModels and work folders) into this staging folder.
+
+        TensorFlow's converter makes its temp folder with `tempfile` and removes it in its
+        own cleanup, which a signal can skip; inside the staging folder it goes with the run.
+        """
+        folder = self.folder / "tmp"
+        folder.mkdir(exist_ok=True)
+        before = tempfile.tempdir
+        tempfile.tempdir = str(folder)
+        try:
+            yield folder
+        finally:
+            tempfile.tempdir = before
+            shutil.rmtree(folder, ignore_errors=True)
 
     def set_aside(self, final: Path) -> None:
         """Move the entry at `final` into the staging folder, to be put back by `restore` or dropped by `close`."""
