@@ -1,0 +1,366 @@
+"""Bulk `predict` on a Ray cluster: Ray Data schedules, streams and retries; edgelite classifies.
+
+Each actor loads the artifact once and classifies batches of image paths, URIs
+(any filesystem pyarrow reads: `s3://`, `gs://`, `file://`) or image bytes
+through the runtime's one pipeline (`predict_stream`: the one `preprocess`
+with the artifact's own metadata). A row of the result has the fields of
+`predict --jsonl`: `image`, `predictions` (ranked `label`, `score`, `index`),
+`error` (None, or why that one image could not be read) and `notes`.
+
+    from edgelite.integrations.ray import RayOptions, predict_dataset
+    results = predict_dataset(["s3://bucket/a.jpg", "photos/b.png"], "/models/model_int8.tflite",
+                              RayOptions(top_k=3))
+    results.write_parquet("s3://bucket/results/")
+
+The model file is read by every actor from the same path, so it must be on
+each node (a shared volume, or the same path in every image). edgelite itself
+must be installed on every node (the actors import this module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator, Optional, Sequence, Union
+
+from edgelite.errors import EdgeliteError, ImageError, ModelFileError, OptionError, missing_dependency
+from edgelite.modes import Scaling, check_mode
+from edgelite.runtime.model import Prediction, Predictions, load, predict_stream
+
+try:
+    import pyarrow as pa
+    import ray
+    import ray.data
+except ImportError:
+    raise missing_dependency("Ray", "ray") from None
+
+# An image file read from a URI larger than this is an error row, not a read into memory.
+MAX_FILE_BYTES = 256 * 2**20
+# At most this many input blocks: enough for every actor to get work, few enough to stay cheap to plan.
+MAX_BLOCKS = 1000
+
+RESULT_SCHEMA = pa.schema([
+    ("image", pa.string()),
+    ("predictions", pa.list_(pa.struct([("label", pa.string()), ("score", pa.float64()), ("index", pa.int64())]))),
+    ("error", pa.string()),
+    ("notes", pa.list_(pa.string())),
+])
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the work is cut for Ray.
+
+    Attributes:
+        top_k: classes per image.
+        batch_size: images per actor call (and per interpreter batch).
+        actors: model copies running at once (None: the cluster's CPUs / `threads`, at least 1).
+        threads: CPUs per actor, used for its interpreter and decoding threads.
+        labels: class names, for files without edgelite metadata.
+        scaling: pixel scaling, for files without edgelite metadata.
+        ordered: results come in input order (Ray holds finished batches back until their turn).
+    """
+
+    top_k: int = 3
+    batch_size: int = 16
+    actors: Optional[int] = None
+    threads: int = 1
+    labels: Optional[tuple[str, ...]] = None
+    scaling: Optional[Scaling] = None
+    ordered: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "batch_size", "threads"):
+            if getattr(self, name) < 1:
+                raise OptionError(f"{name.replace('_', ' ')} must be at least 1, got {getattr(self, name)}")
+        if self.actors is not None and self.actors < 1:
+            raise OptionError(f"actors must be at least 1, got {self.actors}")
+        if self.scaling is not None:
+            check_mode(Scaling, self.scaling)
+
+
+def _is_uri(source: str) -> bool:
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source) is not None
+
+
+class _Reader:
+    """Reads URIs through pyarrow filesystems, one filesystem per scheme and host, with a size bound."""
+
+    def __init__(self) -> None:
+        # scheme://authority -> (filesystem, characters of the rest that name the authority, not the path)
+        self._filesystems: dict[str, tuple[Any, int]] = {}
+
+    def read(self, uri: str) -> bytes:
+        from pyarrow import fs
+
+        scheme, rest = uri.split("://", 1)
+        key = scheme + "://" + rest.split("/", 1)[0]
+        try:
+            if key not in self._filesystems:  # a filesystem (an S3 client...) is costly: one per bucket or host
+                filesystem, path = fs.FileSystem.from_uri(uri)
+                self._filesystems[key] = (filesystem, len(rest) - len(path))
+            filesystem, skip = self._filesystems[key]
+            path = rest[skip:]
+            info = filesystem.get_file_info(path)
+            if info.type == fs.FileType.NotFound:
+                raise ImageError(f"{uri}: no such file")
+            if info.type != fs.FileType.File:
+                raise ImageError(f"{uri}: not a file")
+            if info.size is not None and info.size > MAX_FILE_BYTES:
+                raise ImageError(f"{uri}: {info.size:,} bytes, over the {MAX_FILE_BYTES:,} byte limit for one image")
+            with filesystem.open_input_stream(path) as stream:
+                return stream.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+        except (OSError, pa.ArrowException, ValueError) as exc:
+            raise ImageError(f"{uri}: cannot be read ({exc})") from None
+
+
+class Predictor:
+    """The callable class Ray Data runs in each actor: one loaded model, many batches.
+
+    A batch is a pyarrow table with an `image` column (a path or URI) and
+    optionally a `bytes` column (the encoded image; then `image` only names it).
+    """
+
+    def __init__(self, model_path: str, options: RayOptions):
+        self.model = load(model_path, threads=options.threads, labels=options.labels, scaling=options.scaling)
+        self.options = options
+        self.reader = _Reader()
+
+    def __call__(self, batch: "pa.Table") -> "pa.Table":
+        names = [str(name) for name in batch.column("image").to_pylist()]
+        data = batch.column("bytes").to_pylist() if "bytes" in batch.column_names else [None] * len(names)
+        items = list(zip(names, data))
+        results = predict_stream(items, self._prepare, lambda pixels: self.model.class_scores(self.model.run(pixels)),
+                                 self.model.labels, self.options.top_k, batch_size=len(items),
+                                 workers=self.options.threads)
+        rows = [_row(name, result) for (name, _), result in zip(items, results)]
+        return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
+
+    def _prepare(self, item: tuple[str, Optional[bytes]]):
+        name, data = item
+        if data is None and not _is_uri(name):
+            return self.model.prepare(name)  # a local path: exactly what `predict` does on one machine
+        try:
+            return self.model.prepare(self.reader.read(name) if data is None else data)
+        except ImageError as exc:
+            message = str(exc)
+            raise ImageError(name + message[len("image bytes"):] if message.startswith("image bytes") else message)
+
+
+def _row(name: str, result: Predictions) -> dict:
+    return {"image": name, "error": result.error, "notes": list(result.notes),
+            "predictions": [{"label": p.label, "score": p.score, "index": p.index} for p in result]}
+
+
+def default_actors(threads: int = 1) -> int:
+    """One actor per `threads` CPUs of the connected cluster, at least one."""
+    return max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+
+
+def predict_dataset(sources: Union[Sequence[str], "ray.data.Dataset"], model_path: Union[str, Path],
+                    options: RayOptions = RayOptions()) -> "ray.data.Dataset":
+    """A Ray Dataset of predictions (lazy: Ray runs it when it is consumed or written).
+
+    Args:
+        sources: image paths or URIs, or a Ray Dataset with a `bytes` column of
+            encoded images (and a `path` or `image` column naming them, as
+            `ray.data.read_binary_files(..., include_paths=True)` gives).
+        model_path: the artifact, at this path on every node that runs an actor.
+        options: batch size, actors, threads per actor, top-k.
+
+    Returns:
+        Rows of `image`, `predictions` (list of `label`, `score`, `index`),
+        `error` and `notes`; in input order when `options.ordered`.
+    """
+    if not ray.is_initialized():
+        ray.init()
+    if isinstance(sources, ray.data.Dataset):
+        names = sources.columns() or []
+        if "bytes" not in names:
+            raise OptionError(f"the dataset has columns {names}; expected a 'bytes' column of encoded images")
+        name = "image" if "image" in names else "path" if "path" in names else None
+        inputs = sources.select_columns(["bytes"] + ([name] if name else []))
+        inputs = inputs.rename_columns({name: "image"}) if name and name != "image" else inputs
+        if name is None:
+            inputs = inputs.add_column("image", lambda table: pa.array(["image bytes"] * len(table)),
+                                       batch_format="pyarrow")
+    else:
+        paths = [str(source) for source in sources]
+        if not paths:
+            raise OptionError("no images given")
+        blocks = min(MAX_BLOCKS, math.ceil(len(paths) / options.batch_size))
+        inputs = ray.data.from_items([{"image": path} for path in paths], override_num_blocks=blocks)
+    results = inputs.map_batches(Predictor, fn_constructor_args=(str(model_path), options),
+                                 batch_size=options.batch_size, batch_format="pyarrow", num_cpus=options.threads,
+                                 compute=ray.data.ActorPoolStrategy(
+                                     size=options.actors or default_actors(options.threads)))
+    results.context.execution_options.preserve_order = options.ordered
+    return results
+
+
+def iter_predictions(results: "ray.data.Dataset", batch_size: int = 256) -> Iterator[Predictions]:
+    """The rows of `predict_dataset` as runtime `Predictions`, as Ray delivers them."""
+    try:
+        for table in results.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
+            for row in table.to_pylist():
+                ranked = [Prediction(p["label"], p["score"], p["index"]) for p in row["predictions"] or ()]
+                yield Predictions(ranked, row["notes"] or (), row["image"], row["error"])
+    except ray.exceptions.RayError as exc:
+        raise _edgelite_error(exc) from None
+
+
+def _edgelite_error(exc: BaseException) -> BaseException:
+    """The EdgeliteError an actor raised (a model it could not load), named by its node, else `exc`."""
+    seen = exc
+    while seen is not None:
+        cause = getattr(seen, "cause", None) or seen.__cause__
+        if isinstance(cause, EdgeliteError):
+            return type(cause)(f"on the Ray cluster: {cause} (every node must have the model at this path)"
+                               if isinstance(cause, ModelFileError) else f"on the Ray cluster: {cause}")
+        seen = cause
+    text = str(exc)
+    for kind in (ModelFileError, OptionError):
+        marker = f"{kind.__name__}: "
+        if marker in text:
+            detail = text.split(marker, 1)[1].splitlines()[0]
+            return kind(f"on the Ray cluster: {detail}"
+                        + (" (every node must have the model at this path)" if kind is ModelFileError else ""))
+    return exc
+
+
+def connect(address: Optional[str]) -> None:
+    """Join the Ray cluster at `address` ("host:port", "auto", "ray://host:port"), or start or find one as Ray does.
+
+    None follows Ray's own rules: RAY_ADDRESS, then a cluster started on this
+    machine with `ray start`, else a new local Ray.
+
+    Raises:
+        OptionError: nothing answers at the address, or Ray refuses to connect.
+    """
+    if address and address not in ("auto", "local"):
+        _check_reachable(address)
+    quiet = os.environ.get("EDGELITE_DEBUG") != "1"
+    if quiet:  # the CLI shows its own progress line and one-line errors; EDGELITE_DEBUG=1 shows Ray's logs
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    try:
+        ray.init(address=address or None, logging_level=logging.ERROR if quiet else logging.INFO,
+                 log_to_driver=not quiet, ignore_reinit_error=True)
+        if quiet:
+            for name in ("ray", "ray.data"):
+                logging.getLogger(name).setLevel(logging.ERROR)
+    except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OptionError(f"--ray {address or '(RAY_ADDRESS or local)'}: cannot join the Ray cluster ({first})") \
+            from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse an address nothing listens on at once, instead of waiting out Ray's long connect timeout."""
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionError(f"--ray {address}: expected HOST:PORT (the head's GCS port, 6379 by default), "
+                          "ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise OptionError(f"--ray {address}: no Ray cluster answers there ({exc.strerror or exc}); "
+                          "start one with 'ray start --head' or fix the address") from None
+
+
+def predict_on_ray(model_path: Union[str, Path], sources: Iterable[str], options: RayOptions,
+                   address: Optional[str]) -> Iterator[Predictions]:
+    """What `predict --ray` runs: join the cluster now, then stream `Predictions`, leaving Ray when done."""
+    hidden = _native_logs_hidden()
+    hidden.__enter__()
+    try:
+        connect(address)
+        dataset = predict_dataset(list(sources), model_path, options)
+    except BaseException:
+        _leave(hidden)
+        raise
+    return _then_leave(iter_predictions(dataset), hidden)
+
+
+def _then_leave(results: Iterator[Predictions], hidden: contextlib.AbstractContextManager) -> Iterator[Predictions]:
+    try:
+        yield from results
+    finally:
+        _leave(hidden)
+
+
+def _leave(hidden: contextlib.AbstractContextManager) -> None:
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    finally:
+        hidden.__exit__(None, None, None)
+
+
+@contextlib.contextmanager
+def _native_logs_hidden() -> Iterator[None]:
+    """Send what Ray's C++ core logs to this process's fd 2 to /dev/null; Python's stderr writes on to a copy.
+
+    The core warns on stderr about things the user cannot act on (no route to
+    8.8.8.8 in a closed network, constructor arguments in the object store);
+    the CLI's own error lines and progress must stay one line each.
+    EDGELITE_DEBUG=1 keeps every line.
+    """
+    try:
+        fileno = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # a stderr without a descriptor (tests): nothing native to hide
+        fileno = None
+    if os.environ.get("EDGELITE_DEBUG") == "1" or fileno != 2:
+        yield
+        return
+    saved = sys.stderr
+    saved.flush()
+    copy = os.dup(2)
+    sys.stderr = open(copy, "w", encoding=saved.encoding, errors=saved.errors, buffering=1, closefd=False)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(copy, 2)
+        sys.stderr = saved
+        os.close(copy)
+
+
+class ParquetWriter:
+    """Writes `Predictions` as Parquet row groups in `RESULT_SCHEMA`, for runs too big for JSON or CSV.
+
+    Same interface as the CLI's other writers (`start`, `write`, `finish`).
+    """
+
+    def __init__(self, out: IO[bytes], rows_per_group: int = 4096):
+        self.out, self.rows_per_group = out, rows_per_group
+        self.rows: list[dict] = []
+        self.writer = None
+
+    def start(self) -> None:
+        import pyarrow.parquet as pq
+
+        self.writer = pq.ParquetWriter(self.out, RESULT_SCHEMA)
+
+    def write(self, result: Predictions) -> None:
+        self.rows.append(_row(result.source, result))
+        if len(self.rows) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=RESULT_SCHEMA))
+            self.rows = []
+
+    def finish(self) -> None:
+        self._flush()
+        self.writer.close()
