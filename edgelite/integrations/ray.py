@@ -306,33 +306,37 @@ def _leave(hidden: contextlib.AbstractContextManager) -> None:
 
 @contextlib.contextmanager
 def _native_logs_hidden() -> Iterator[None]:
-    """Send what Ray's C++ core logs to this process's fd 2 to /dev/null; Python's stderr writes on to a copy.
+    """Hide what Ray itself prints in this process; the CLI's own output and error lines go on.
 
-    The core warns on stderr about things the user cannot act on (no route to
-    8.8.8.8 in a closed network, constructor arguments in the object store);
-    the CLI's own error lines and progress must stay one line each.
-    EDGELITE_DEBUG=1 keeps every line.
+    Ray's C++ core logs to fd 2 (no route to 8.8.8.8 in a closed network,
+    constructor arguments in the object store), and its driver prints the
+    cluster's error reports, tracebacks of retried tasks included, to
+    `sys.stdout`, which would land among JSON lines. The CLI's writer holds its
+    stream from before, Python's stderr moves to a copy of fd 2, and both of
+    Ray's channels go to /dev/null. EDGELITE_DEBUG=1 keeps every line.
     """
     try:
         fileno = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # a stderr without a descriptor (tests): nothing native to hide
+    except (AttributeError, OSError, ValueError):  # a stderr without a descriptor (tests): nothing to hide
         fileno = None
     if os.environ.get("EDGELITE_DEBUG") == "1" or fileno != 2:
         yield
         return
-    saved = sys.stderr
-    saved.flush()
+    saved_out, saved_err = sys.stdout, sys.stderr
+    saved_err.flush()
     copy = os.dup(2)
-    sys.stderr = open(copy, "w", encoding=saved.encoding, errors=saved.errors, buffering=1, closefd=False)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(copy, 2)
-        sys.stderr = saved
-        os.close(copy)
+    with open(os.devnull, "w") as sink:
+        sys.stdout = sink
+        sys.stderr = open(copy, "w", encoding=saved_err.encoding, errors=saved_err.errors, buffering=1,
+                          closefd=False)
+        try:
+            os.dup2(sink.fileno(), 2)
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(copy, 2)
+            sys.stdout, sys.stderr = saved_out, saved_err
+            os.close(copy)
 
 
 class ParquetWriter:

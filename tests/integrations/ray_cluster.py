@@ -6,7 +6,7 @@ PID namespace (every Ray process is ours; they all end with it).
 
     python -P ray_cluster.py SPEC.json
 
-SPEC: {"nodes": 2, "hide": [folders the cluster's nodes must not see],
+SPEC: {"nodes": 2, "cpus_per_node": 1, "hide": [folders the cluster's nodes must not see],
        "jobs": [{"args": [...], "stdout": path, "stderr": path}], "result": path}.
 "{address}" in a job's args becomes the head's address; "{ray}" the `ray` command.
 The result file gets each job's exit code and seconds.
@@ -45,9 +45,9 @@ def _start(args: list[str], hide: list[str]) -> None:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stderr[-3000:]}")
 
 
-def start_cluster(nodes: int, temp: Path, hide: list[str]) -> str:
-    """A head and `nodes - 1` workers on 127.0.0.1, one CPU each; returns the address."""
-    common = ["--num-cpus", "1", "--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats",
+def start_cluster(nodes: int, temp: Path, hide: list[str], cpus: int = 1) -> str:
+    """A head and `nodes - 1` workers on 127.0.0.1, `cpus` CPUs each; returns the address."""
+    common = ["--num-cpus", str(cpus), "--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats",
               "--node-ip-address", "127.0.0.1"]
     _start([RAY, "start", "--head", "--port", str(PORT), "--temp-dir", str(temp), "--include-dashboard", "false"]
            + common, hide)
@@ -64,7 +64,7 @@ def main(spec_path: str) -> int:
     temp = Path(tempfile.mkdtemp(prefix="edl-ray-"))  # short: Ray's socket paths live below it
     results = []
     try:
-        address = start_cluster(spec.get("nodes", 2), temp, spec.get("hide", []))
+        address = start_cluster(spec.get("nodes", 2), temp, spec.get("hide", []), spec.get("cpus_per_node", 1))
         for job in spec["jobs"]:
             args = [a.replace("{address}", address).replace("{ray}", RAY) for a in job["args"]]
             began = time.perf_counter()

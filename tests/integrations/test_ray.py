@@ -79,8 +79,11 @@ def model(artifacts) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster_jobs(images, model, tmp_path_factory) -> dict:
-    """One two-node cluster: `predict --ray` in each output format, file:// URIs, and a killed actor."""
+    """One two-node cluster: `predict --ray` in each output format, file:// URIs, a killed actor, a missing model."""
     tmp = tmp_path_factory.mktemp("ray-jobs")
+    hidden = tmp / "models"  # the job driver sees this folder, the cluster's nodes see an empty one
+    hidden.mkdir()
+    shutil.copy(model, hidden / model.name)
     paths = sorted(str(p) for p in images.iterdir() if p.name != "broken.jpg") * 4
     (tmp / "paths.txt").write_text("\n".join(paths))
     uris = [Path(paths[0]).as_uri(), (images / "missing.jpg").as_uri(), (images / "broken.jpg").as_uri()]
@@ -94,8 +97,9 @@ def cluster_jobs(images, model, tmp_path_factory) -> dict:
         {"name": "uris", "args": EDGELITE + ["predict", str(model), *uris, "--jsonl"] + ray},
         {"name": "kill", "args": [sys.executable, "-P", str(KILL_JOB), "{address}", str(model),
                                   str(tmp / "paths.txt"), str(tmp / "kill.json")]},
+        {"name": "missing", "args": EDGELITE + ["predict", str(hidden / model.name), str(images), "--jsonl"] + ray},
     ]
-    results = run_cluster(tmp, jobs)
+    results = run_cluster(tmp, jobs, hide=(str(hidden),))
     return {job["name"]: result for job, result in zip(jobs, results)} | {"tmp": tmp}
 
 
@@ -179,17 +183,12 @@ def test_an_actor_killed_mid_batch_is_restarted_and_every_image_comes_once(clust
 
 
 @needs_namespaces
-def test_a_cluster_whose_nodes_lack_the_model_file_is_one_error_line(images, model, tmp_path):
-    hidden = tmp_path / "models"
-    hidden.mkdir()
-    shutil.copy(model, hidden / model.name)
-    job = {"name": "missing", "args": EDGELITE + ["predict", str(hidden / model.name), str(images), "--jsonl",
-                                                  "--ray", "{address}"]}
-    result = run_cluster(tmp_path, [job], nodes=1, hide=(str(hidden),))[0]
-    assert result["returncode"] == 1
-    assert result["stdout"] == ""
-    assert result["stderr"].splitlines() == [
-        f"error: on the Ray cluster: {hidden / model.name}: no such file "
+def test_a_cluster_whose_nodes_lack_the_model_file_is_one_error_line(cluster_jobs, model):
+    job = cluster_jobs["missing"]
+    assert job["returncode"] == 1
+    assert job["stdout"] == ""
+    assert job["stderr"].splitlines() == [
+        f"error: on the Ray cluster: {cluster_jobs['tmp'] / 'models' / model.name}: no such file "
         "(every node must have the model at this path)"]
 
 
