@@ -26,6 +26,7 @@ import os
 import re
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator, Optional, Sequence, Union
@@ -116,7 +117,10 @@ class _Reader:
             if info.size is not None and info.size > MAX_FILE_BYTES:
                 raise ImageError(f"{uri}: {info.size:,} bytes, over the {MAX_FILE_BYTES:,} byte limit for one image")
             with filesystem.open_input_stream(path) as stream:
-                return stream.read(MAX_FILE_BYTES + 1)[:MAX_FILE_BYTES]
+                data = stream.read(MAX_FILE_BYTES + 1)  # a size the listing did not tell, or that grew
+            if len(data) > MAX_FILE_BYTES:
+                raise ImageError(f"{uri}: over the {MAX_FILE_BYTES:,} byte limit for one image")
+            return data
         except (OSError, pa.ArrowException, ValueError) as exc:
             raise ImageError(f"{uri}: cannot be read ({exc})") from None
 
@@ -191,16 +195,18 @@ def predict_dataset(sources: Union[Sequence[str], "ray.data.Dataset"], model_pat
         if name is None:
             inputs = inputs.add_column("image", lambda table: pa.array(["image bytes"] * len(table)),
                                        batch_format="pyarrow")
+        # Its read tasks need CPUs too: the pool grows from one actor as Ray finds room, not all at once.
+        pool = ray.data.ActorPoolStrategy(min_size=1, max_size=options.actors or default_actors(options.threads))
     else:
         paths = [str(source) for source in sources]
         if not paths:
             raise OptionError("no images given")
         blocks = min(MAX_BLOCKS, math.ceil(len(paths) / options.batch_size))
         inputs = ray.data.from_items([{"image": path} for path in paths], override_num_blocks=blocks)
+        pool = ray.data.ActorPoolStrategy(size=min(blocks, options.actors or default_actors(options.threads)))
     results = inputs.map_batches(Predictor, fn_constructor_args=(str(model_path), options),
                                  batch_size=options.batch_size, batch_format="pyarrow", num_cpus=options.threads,
-                                 compute=ray.data.ActorPoolStrategy(
-                                     size=options.actors or default_actors(options.threads)))
+                                 compute=pool)
     results.context.execution_options.preserve_order = options.ordered
     return results
 
@@ -325,7 +331,8 @@ def _native_logs_hidden() -> Iterator[None]:
     saved_out, saved_err = sys.stdout, sys.stderr
     saved_err.flush()
     copy = os.dup(2)
-    with open(os.devnull, "w") as sink:
+    with open(os.devnull, "w") as sink, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray Data's tuning hints, for Ray users
         sys.stdout = sink
         sys.stderr = open(copy, "w", encoding=saved_err.encoding, errors=saved_err.errors, buffering=1,
                           closefd=False)

@@ -27,6 +27,7 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 HELPER = Path(__file__).with_name("ray_cluster.py")
 KILL_JOB = Path(__file__).with_name("ray_kill_job.py")
+BYTES_JOB = Path(__file__).with_name("ray_bytes_job.py")
 EDGELITE = [sys.executable, "-P", "-m", "edgelite"]
 
 
@@ -97,6 +98,10 @@ def cluster_jobs(images, model, tmp_path_factory) -> dict:
         {"name": "uris", "args": EDGELITE + ["predict", str(model), *uris, "--jsonl"] + ray},
         {"name": "kill", "args": [sys.executable, "-P", str(KILL_JOB), "{address}", str(model),
                                   str(tmp / "paths.txt"), str(tmp / "kill.json")]},
+        {"name": "env", "args": ["env", "RAY_ADDRESS={address}"] + EDGELITE + ["predict", str(model), paths[0],
+                                                                                 "--jsonl", "--ray"]},
+        {"name": "bytes", "args": [sys.executable, "-P", str(BYTES_JOB), "{address}", str(model), paths[0],
+                                   str(images / "broken.jpg"), str(tmp / "bytes.json")]},
         {"name": "missing", "args": EDGELITE + ["predict", str(hidden / model.name), str(images), "--jsonl"] + ray},
     ]
     results = run_cluster(tmp, jobs, hide=(str(hidden),))
@@ -180,6 +185,27 @@ def test_an_actor_killed_mid_batch_is_restarted_and_every_image_comes_once(clust
     assert [r["image"] for r in report["rows"]] == paths  # each exactly once, in input order
     expected = {r["image"]: r for r in _records(local(str(model), *sorted(set(paths)), "--jsonl").stdout)}
     _same(report["rows"], [expected[p] for p in paths])
+
+
+@needs_namespaces
+def test_plain_ray_flag_joins_the_cluster_named_by_ray_address(cluster_jobs, images, model):
+    job = cluster_jobs["env"]
+    assert job["returncode"] == 0, job["stderr"]
+    first = (cluster_jobs["tmp"] / "paths.txt").read_text().splitlines()[0]
+    _same(_records(job["stdout"]), _records(local(str(model), first, "--jsonl").stdout))
+
+
+@needs_namespaces
+def test_a_dataset_of_image_bytes_gives_the_same_rows(cluster_jobs, images, model):
+    assert cluster_jobs["bytes"]["returncode"] == 0, cluster_jobs["bytes"]["stderr"][-2000:]
+    rows = {row["image"]: row for row in json.loads((cluster_jobs["tmp"] / "bytes.json").read_text())}
+    first = (cluster_jobs["tmp"] / "paths.txt").read_text().splitlines()[0]
+    assert set(rows) == {first, str(images / "broken.jpg")}
+    assert rows[str(images / "broken.jpg")]["error"] == f"{images / 'broken.jpg'}: not an image Pillow can read"
+    assert rows[str(images / "broken.jpg")]["predictions"] == []
+    good = rows[first] | {"predictions": [{"label": p["label"], "score": p["score"]} for p in rows[first]["predictions"]]}
+    _same([{k: v for k, v in good.items() if k in ("image", "predictions")}],
+          _records(local(str(model), first, "--jsonl").stdout))
 
 
 @needs_namespaces
