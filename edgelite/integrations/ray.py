@@ -139,23 +139,29 @@ class Predictor:
 
     def __call__(self, batch: "pa.Table") -> "pa.Table":
         names = [str(name) for name in batch.column("image").to_pylist()]
-        data = batch.column("bytes").to_pylist() if "bytes" in batch.column_names else [None] * len(names)
-        items = list(zip(names, data))
+        columns = batch.column_names
+        data = batch.column("bytes").to_pylist() if "bytes" in columns else [None] * len(names)
+        where = batch.column("location").to_pylist() if "location" in columns else names
+        items = list(zip(names, where, data))
         results = predict_stream(items, self._prepare, lambda pixels: self.model.class_scores(self.model.run(pixels)),
                                  self.model.labels, self.options.top_k, batch_size=len(items),
                                  workers=self.options.threads)
-        rows = [_row(name, result) for (name, _), result in zip(items, results)]
+        rows = [_row(name, result) for (name, _, _), result in zip(items, results)]
         return pa.Table.from_pylist(rows, schema=RESULT_SCHEMA)
 
-    def _prepare(self, item: tuple[str, Optional[bytes]]):
-        name, data = item
-        if data is None and not _is_uri(name):
-            return self.model.prepare(name)  # a local path: exactly what `predict` does on one machine
+    def _prepare(self, item: tuple[str, str, Optional[bytes]]):
+        """Decode one image; an error names it as the user gave it (a relative path, a URI)."""
+        name, location, data = item
         try:
-            return self.model.prepare(self.reader.read(name) if data is None else data)
+            if data is None and not _is_uri(location):
+                return self.model.prepare(location)  # a local path: what `predict` does on one machine
+            return self.model.prepare(self.reader.read(location) if data is None else data)
         except ImageError as exc:
             message = str(exc)
-            raise ImageError(name + message[len("image bytes"):] if message.startswith("image bytes") else message)
+            for shown in (location, "image bytes"):
+                if message.startswith(shown):
+                    raise ImageError(name + message[len(shown):]) from None
+            raise
 
 
 def _row(name: str, result: Predictions) -> dict:
@@ -202,9 +208,11 @@ def predict_dataset(sources: Union[Sequence[str], "ray.data.Dataset"], model_pat
         if not paths:
             raise OptionError("no images given")
         blocks = min(MAX_BLOCKS, math.ceil(len(paths) / options.batch_size))
-        inputs = ray.data.from_items([{"image": path} for path in paths], override_num_blocks=blocks)
+        # Actors do not share the driver's working folder: a relative path is read at its absolute location.
+        inputs = ray.data.from_items([{"image": path, "location": path if _is_uri(path) else os.path.abspath(path)}
+                                      for path in paths], override_num_blocks=blocks)
         pool = ray.data.ActorPoolStrategy(size=min(blocks, options.actors or default_actors(options.threads)))
-    results = inputs.map_batches(Predictor, fn_constructor_args=(str(model_path), options),
+    results = inputs.map_batches(Predictor, fn_constructor_args=(os.path.abspath(model_path), options),
                                  batch_size=options.batch_size, batch_format="pyarrow", num_cpus=options.threads,
                                  compute=pool)
     results.context.execution_options.preserve_order = options.ordered

@@ -102,6 +102,9 @@ def cluster_jobs(images, model, tmp_path_factory) -> dict:
                                                                                  "--jsonl", "--ray"]},
         {"name": "bytes", "args": [sys.executable, "-P", str(BYTES_JOB), "{address}", str(model), paths[0],
                                    str(images / "broken.jpg"), str(tmp / "bytes.json")]},
+        {"name": "relative", "args": ["bash", "-c", f"cd '{images.parent}' && exec \"$@\"", "relative"] + EDGELITE
+         + ["predict", str(model), f"{images.name}/{Path(paths[0]).name}", f"{images.name}/broken.jpg", "--jsonl"]
+         + ray},
         {"name": "missing", "args": EDGELITE + ["predict", str(hidden / model.name), str(images), "--jsonl"] + ray},
     ]
     results = run_cluster(tmp, jobs, hide=(str(hidden),))
@@ -191,6 +194,7 @@ def test_an_actor_killed_mid_batch_is_restarted_and_every_image_comes_once(clust
 def test_plain_ray_flag_joins_the_cluster_named_by_ray_address(cluster_jobs, images, model):
     job = cluster_jobs["env"]
     assert job["returncode"] == 0, job["stderr"]
+    assert job["stderr"] == ""  # Ray's own logs, warnings and reports stay out of the CLI's output
     first = (cluster_jobs["tmp"] / "paths.txt").read_text().splitlines()[0]
     _same(_records(job["stdout"]), _records(local(str(model), first, "--jsonl").stdout))
 
@@ -206,6 +210,19 @@ def test_a_dataset_of_image_bytes_gives_the_same_rows(cluster_jobs, images, mode
     good = rows[first] | {"predictions": [{"label": p["label"], "score": p["score"]} for p in rows[first]["predictions"]]}
     _same([{k: v for k, v in good.items() if k in ("image", "predictions")}],
           _records(local(str(model), first, "--jsonl").stdout))
+
+
+@needs_namespaces
+def test_relative_paths_are_read_from_the_drivers_folder_and_shown_as_given(cluster_jobs, images, model,
+                                                                            monkeypatch):
+    monkeypatch.chdir(images.parent)
+    first = Path((cluster_jobs["tmp"] / "paths.txt").read_text().splitlines()[0]).name
+    expected = local(str(model), f"{images.name}/{first}", f"{images.name}/broken.jpg", "--jsonl")
+    job = cluster_jobs["relative"]
+    assert job["returncode"] == expected.exit_code == 1, job["stderr"]
+    _same(_records(job["stdout"]), _records(expected.stdout))
+    assert _records(job["stdout"])[1] == {"image": f"{images.name}/broken.jpg",
+                                          "error": f"{images.name}/broken.jpg: not an image Pillow can read"}
 
 
 @needs_namespaces
