@@ -231,22 +231,23 @@ def iter_predictions(results: "ray.data.Dataset", batch_size: int = 256) -> Iter
 
 
 def _edgelite_error(exc: BaseException) -> BaseException:
-    """The EdgeliteError an actor raised (a model it could not load), named by its node, else `exc`."""
-    seen = exc
-    while seen is not None:
-        cause = getattr(seen, "cause", None) or seen.__cause__
-        if isinstance(cause, EdgeliteError):
-            return type(cause)(f"on the Ray cluster: {cause} (every node must have the model at this path)"
-                               if isinstance(cause, ModelFileError) else f"on the Ray cluster: {cause}")
-        seen = cause
+    """The EdgeliteError an actor raised (a model it could not load) as one line naming its node, else `exc`."""
     text = str(exc)
-    for kind in (ModelFileError, OptionError):
-        marker = f"{kind.__name__}: "
-        if marker in text:
-            detail = text.split(marker, 1)[1].splitlines()[0]
-            return kind(f"on the Ray cluster: {detail}"
-                        + (" (every node must have the model at this path)" if kind is ModelFileError else ""))
-    return exc
+    node = re.search(r"\bip=([0-9A-Za-z.:-]+)", text)
+    where = f"on the Ray cluster (node {node.group(1)})" if node else "on the Ray cluster"
+    found, seen = None, exc
+    while seen is not None and found is None:  # the actor's own exception, when Ray kept it
+        seen = getattr(seen, "cause", None) or seen.__cause__
+        found = seen if isinstance(seen, EdgeliteError) else None
+    if found is None:  # else its "ModelFileError: message" line in Ray's report
+        for kind in (ModelFileError, OptionError, EdgeliteError):
+            if f"{kind.__name__}: " in text:
+                found = kind(text.split(f"{kind.__name__}: ", 1)[1].splitlines()[0])
+                break
+    if found is None:
+        return exc
+    hint = " (every node must have the model at this path)" if isinstance(found, ModelFileError) else ""
+    return type(found)(f"{where}: {found}{hint}")
 
 
 def connect(address: Optional[str]) -> None:

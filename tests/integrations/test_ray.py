@@ -231,7 +231,7 @@ def test_a_cluster_whose_nodes_lack_the_model_file_is_one_error_line(cluster_job
     assert job["returncode"] == 1
     assert job["stdout"] == ""
     assert job["stderr"].splitlines() == [
-        f"error: on the Ray cluster: {cluster_jobs['tmp'] / 'models' / model.name}: no such file "
+        f"error: on the Ray cluster (node 127.0.0.1): {cluster_jobs['tmp'] / 'models' / model.name}: no such file "
         "(every node must have the model at this path)"]
 
 
