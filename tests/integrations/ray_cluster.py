@@ -30,9 +30,9 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def namespace_command(args: list[str]) -> list[str]:
-    """`args` run in fresh network (loopback up) and PID namespaces."""
+    """`args` run in fresh network (loopback up) and PID namespaces; all of it dies with `unshare` (--kill-child)."""
     script = 'ip link set lo up && exec "$@"'
-    return ["unshare", "--net", "--pid", "--fork", "--mount-proc", "bash", "-c", script, "ray-ns"] + args
+    return ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount-proc", "bash", "-c", script, "ray-ns"] + args
 
 
 def _start(args: list[str], hide: list[str]) -> None:
