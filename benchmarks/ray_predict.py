@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,7 @@ def main() -> None:
         report[name] = json.loads((tmp / "lib.json").read_text()) | {"cli_s": results[1]["seconds"],
                                                                     "cli_exit": results[1]["returncode"]}
     report["machine_end"] = machine()
+    shutil.rmtree(tmp, ignore_errors=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
