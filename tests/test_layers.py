@@ -18,7 +18,8 @@ ALLOWED = {
     "train": {"runtime"},
     "bench": {"convert", "runtime"},
     "serve": {"runtime"},
-    "cli": {"runtime", "convert", "train", "bench", "serve"},
+    "integrations": {"runtime"},
+    "cli": {"runtime", "convert", "train", "bench", "serve", "integrations"},
     "__main__": {"cli"},
 }
 

@@ -15,11 +15,11 @@ import click
 from edgelite.atomic import ReportTarget, refuse_same_file
 from edgelite.cli.common import ProgressBar, human_size, json_line, note, parse_labels, print_json, safe_text, table
 from edgelite.cli.reports import REPLACED, check_report
-from edgelite.errors import DatasetError
+from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Scaling, choices
 
 FORMATS = ("table", "json", "jsonl", "csv")
-_SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_SUFFIX_FORMATS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 IMAGE_COLUMN = 40
 
 
@@ -141,9 +141,13 @@ def _output(target: Optional[ReportTarget]) -> Iterator[IO[str]]:
 @click.option("--jsonl", "fmt", flag_value="jsonl", help="One JSON object per image, as results come.")
 @click.option("--csv", "fmt", flag_value="csv", help="One CSV row per image, as results come.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False),
-              help=f"Write the output to this file (the format follows .json/.jsonl/.csv). {REPLACED}")
+              help="Write the output to this file (the format follows .json/.jsonl/.csv, or .parquet with "
+                   f"--ray). {REPLACED}")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="", metavar="[ADDRESS]",
+              help="Run on a Ray cluster (pip install 'edgelite[ray]'): HOST:PORT, auto, or nothing for "
+                   "RAY_ADDRESS or a local Ray. Put it after the PATHs. --threads is per actor.")
 def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, threads, batch_size: int, workers,
-                    labels, preprocess, fmt: Optional[str], out: Optional[Path]) -> None:
+                    labels, preprocess, fmt: Optional[str], out: Optional[Path], ray_address: Optional[str]) -> None:
     """Classify images with a .tflite or .onnx artifact.
 
     PATH is an image file, a folder (every image below it, recursively), or -
@@ -161,6 +165,7 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
       edgelite predict artifacts/model_int8.onnx photos/ --jsonl --out results.jsonl
       find photos -name '*.jpg' | edgelite predict model.tflite - --csv > results.csv
       cat photo.jpg | edgelite predict model.tflite -
+      edgelite predict /shared/model.tflite /shared/photos --out results.parquet --ray 10.0.0.1:6379
     """
     from edgelite.runtime import load
     from edgelite.runtime.folder import looked_for
@@ -169,6 +174,8 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     model = load(model_path, threads=threads, labels=parse_labels(labels), scaling=preprocess)
     top_k = min(top_k, len(model.labels))  # a 2-class model has no third class to show or write
     fmt = fmt or (_SUFFIX_FORMATS.get(out.suffix.lower(), "table") if out is not None else "table")
+    if fmt == "parquet" and ray_address is None:
+        raise OptionError(f"{out}: Parquet output is written by --ray runs; use .jsonl, .csv or .json here")
     total = _count(paths)
     if total == 0:
         raise DatasetError(f"no images found in {', '.join(paths)} "
@@ -177,11 +184,19 @@ def predict_command(model_path: Path, paths: tuple[str, ...], top_k: int, thread
     failed = done = 0
     started = time.perf_counter()
     with _output(target) as stream, (ProgressBar(unit="images") if show_progress else contextlib.nullcontext()) as bar:
-        writer = _Writer(stream, fmt, top_k, model_path.name, model.backend_name)
-        writer.start()
         unreadable: dict[str, str] = {}
         sources = expand_paths(paths, click.get_binary_stream("stdin"), unreadable)
-        for result in model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers):
+        if ray_address is not None:  # the same results, from actors on a Ray cluster
+            from edgelite.integrations.ray import ParquetWriter, RayOptions, predict_on_ray
+
+            results = predict_on_ray(model_path, sources, RayOptions(top_k, batch_size, threads=threads or 1,
+                                     labels=parse_labels(labels), scaling=preprocess), ray_address or None)
+        else:
+            results = model.predict_iter(sources, top_k, batch_size=batch_size, workers=workers)
+        writer = ParquetWriter(stream.buffer) if fmt == "parquet" else _Writer(stream, fmt, top_k, model_path.name,
+                                                                               model.backend_name)
+        writer.start()
+        for result in results:
             done += 1
             if not result.ok and result.source in unreadable:  # a folder: say why it was not read
                 result.error = unreadable[result.source]
