@@ -44,7 +44,9 @@ def test_strict_convert_from_python_raises_what_the_cli_prints(trained_checkpoin
     assert result.exit_code == 1
     message = str(raised.value).replace(str(out), str(cli_out))
     assert result.stderr.strip().splitlines()[-1] == f"error: {message}"
-    assert name in result.stdout  # the table is shown before the failure
+    # The table is shown before the failure: the names' shared start once in its title, then each row's rest.
+    assert f"artifact names start {trained_checkpoint.stem}_" in " ".join(result.stdout.split())
+    assert "│ int8.tflite " in result.stdout
 
 
 def test_without_strict_the_same_convert_returns_its_report(trained_checkpoint, color_data, black_calibration,
