@@ -176,14 +176,34 @@ class ModelCore:
         return prepared, model
 
     async def _decode_in_budget(self, model: Model, data: bytes) -> PreparedImage:
-        # The header says what decoding will take: the decoded image and about as much again for its conversion.
-        size = await self.in_decode_pool(decoded_bytes, data)
-        async with self._budget.hold(2 * size):
-            try:
-                return await self.in_decode_pool(model.prepare, data)
-            finally:
-                if size >= self.options.decode_budget_bytes // 8:
-                    await self.in_decode_pool(give_back_memory, size)
+        # One trip to a decode thread when the image fits the budget at once (the usual case); else the
+        # header's size waits for room on the loop, with no thread held, and a second trip decodes.
+        prepared_or_size = await self.in_decode_pool(self._decode_if_room, model, data)
+        if isinstance(prepared_or_size, PreparedImage):
+            return prepared_or_size
+        async with self._budget.hold(2 * prepared_or_size):
+            return await self.in_decode_pool(self._decode_held, model, data, prepared_or_size)
+
+    def _decode_if_room(self, model: Model, data: bytes) -> Union[PreparedImage, int]:
+        """On a decode thread: the decoded image if the budget has room for it now, else its size in bytes.
+
+        The header says what decoding will take: the decoded image and about as much again for its conversion.
+        """
+        size = decoded_bytes(data)
+        cost = self._budget.cost(2 * size)
+        if not self._budget.try_take(cost):
+            return size
+        try:
+            return self._decode_held(model, data, size)
+        finally:
+            self._budget.give(cost)
+
+    def _decode_held(self, model: Model, data: bytes, size: int) -> PreparedImage:
+        try:
+            return model.prepare(data)
+        finally:
+            if size >= self.options.decode_budget_bytes // 8:
+                give_back_memory(size)
 
     # -- batching ----------------------------------------------------------------
     async def infer(self, pixels: np.ndarray, model: Optional[Model] = None) -> BatchResult:
