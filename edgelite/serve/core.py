@@ -70,23 +70,20 @@ def check_model(model: Model) -> np.ndarray:
 
 
 class _Count:
-    """A count of requests in some state, mirrored in a metrics gauge."""
+    """A count of requests in some state, read by its metrics gauge when /metrics is scraped (nothing per request)."""
 
     def __init__(self, gauge):
         self.value = 0
-        self._gauge = gauge
-        gauge.set(0)
+        gauge.set_function(lambda: self.value)
 
     @contextlib.contextmanager
     def one(self) -> Iterator[None]:
         """Count one more for the duration of the block."""
         self.value += 1
-        self._gauge.set(self.value)
         try:
             yield
         finally:
             self.value -= 1
-            self._gauge.set(self.value)
 
 
 class ModelCore:
@@ -110,6 +107,8 @@ class ModelCore:
         self._arrived = asyncio.Event()
         self._held = _Count(metrics.queue_depth.labels(model=name))
         self._task: Optional[asyncio.Task] = None
+        self._batch_sizes = metrics.batch_size.labels(model=name)
+        self._inference_seconds = metrics.inference_seconds.labels(model=name)
 
     def describe(self) -> dict:
         """What a client needs to know about the served model, under its served name (both protocols show it)."""
@@ -291,8 +290,8 @@ class ModelCore:
                     job.future.set_exception(exc)
             return
         took = loop.time() - started
-        self.metrics.batch_size.labels(model=self.name).observe(len(pixels))
-        self.metrics.inference_seconds.labels(model=self.name).observe(took)
+        self._batch_sizes.observe(len(pixels))
+        self._inference_seconds.observe(took)
         row = 0
         for job in batch:
             rows = scores[row:row + len(job.pixels)]
@@ -366,7 +365,8 @@ class InferenceCore:
         workers = options.decode_workers or min(4, os.cpu_count() or 1)
         self.decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="edgelite-decode")
         self.readers = Readers(options)
-        self.budget = DecodeBudget(options.decode_budget_bytes, self.metrics.decode_bytes.set)
+        self.budget = DecodeBudget(options.decode_budget_bytes)
+        self.metrics.decode_bytes.set_function(lambda: self.budget.used)  # read at scrape time, not per image
         self.models = {name: ModelCore(name, model, options, self.decode_pool, self.metrics, self.readers,
                                        self.budget) for name, model in named.items()}
         self.default = next(iter(self.models))
