@@ -6,10 +6,11 @@
 Starts its own server on a free 127.0.0.1 port (never another address), warms
 it up, sends --requests uploads at --concurrency from a bounded asyncio httpx
 client, and stops after --max-seconds whatever is left. Reports throughput,
-latency percentiles, errors, the server's resident memory after the warm-up
-and after the run, the server's mean batch size, and (unless --bench-seconds
-0) `edgelite bench` throughput for the same artifact and threads, measured in
-the same run, for the ratio. With --bad-fraction, that share of the uploads
+latency percentiles, errors, the server's CPU per request (all threads, and
+the event-loop thread alone: HTTP, routing, JSON, metrics, the access log),
+its resident memory after the warm-up and after the run, the server's mean
+batch size, and (unless --bench-seconds 0) `edgelite bench` throughput for
+the same artifact and threads, measured in the same run, for the ratio. With --bad-fraction, that share of the uploads
 is bad (not an image, truncated JPEG, decompression bomb, wrong content type,
 over the upload limit): each must get its 4xx, each good one its answer, and
 the server must not restart.
@@ -116,9 +117,9 @@ def _rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used (all its threads)."""
-    with open(f"/proc/{pid}/stat") as stat:
+def _cpu_s(pid: int, thread: Optional[int] = None) -> float:
+    """User + system CPU seconds the process has used (all its threads), or one of its threads."""
+    with open(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -235,11 +236,13 @@ def run(args: argparse.Namespace) -> dict:
             batches_before = (server.metric_sum("edgelite_batch_size_sum"),
                               server.metric_sum("edgelite_batch_size_count"))
             cpu_before = _cpu_s(server.process.pid)
+            loop_before = _cpu_s(server.process.pid, server.process.pid)  # the main thread runs the event loop
             started = time.perf_counter()
             outcomes = asyncio.run(_load(url, plan, args.concurrency, time.monotonic() + args.max_seconds, labels))
             wall = time.perf_counter() - started
             rss_after = _rss_mb(server.process.pid)
             cpu = _cpu_s(server.process.pid) - cpu_before
+            loop_cpu = _cpu_s(server.process.pid, server.process.pid) - loop_before
             images = server.metric_sum("edgelite_batch_size_sum") - batches_before[0]
             calls = server.metric_sum("edgelite_batch_size_count") - batches_before[1]
             alive = server.process.poll() is None
@@ -267,6 +270,7 @@ def run(args: argparse.Namespace) -> dict:
         "latency_bad": _percentiles([o.seconds for o in bad if o.correct]),
         "mean_batch_size": images / calls if calls else None,
         "server_cpu_ms_per_request": cpu * 1000.0 / len(outcomes) if outcomes else None,
+        "server_loop_cpu_ms_per_request": loop_cpu * 1000.0 / len(outcomes) if outcomes else None,
         "loadavg_end": list(os.getloadavg()),
         "bench_throughput_ips": bench_ips,
         "serve_over_bench": good_ips / bench_ips if bench_ips else None,
@@ -298,7 +302,8 @@ def _print(report: dict) -> None:
     if report["mean_batch_size"] is not None:
         lines.append(f"mean batch size     {report['mean_batch_size']:.2f}")
     if report["server_cpu_ms_per_request"] is not None:
-        lines.append(f"server CPU          {report['server_cpu_ms_per_request']:.2f} ms per request "
+        lines.append(f"server CPU          {report['server_cpu_ms_per_request']:.2f} ms per request, "
+                     f"{report['server_loop_cpu_ms_per_request']:.2f} of them on the event-loop thread "
                      f"(load average at the end {report['loadavg_end'][0]:.2f})")
     if report["bench_throughput_ips"]:
         lines.append(f"edgelite bench      {report['bench_throughput_ips']:.1f} images/s (inference only); "

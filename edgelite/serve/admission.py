@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import threading
 from collections import deque
 from typing import AsyncIterator, Callable, Iterator, Optional
 
@@ -29,7 +30,9 @@ class DecodeBudget:
 
     Not first-come-first-served on purpose: a waiting decode is admitted as soon
     as it fits, whatever waits before it. A decode larger than the whole budget
-    runs alone.
+    runs alone. `hold` waits on the event loop; `try_take` and `give` may also
+    be called from a decode thread, so a decode that fits at once needs no trip
+    back to the loop (one thread hand-off per image instead of two).
     """
 
     def __init__(self, total: int, on_change: Callable[[int], None] = lambda used: None):
@@ -37,41 +40,65 @@ class DecodeBudget:
         self.used = 0
         self._waiting: deque[tuple[int, asyncio.Future]] = deque()
         self._on_change = on_change
+        self._lock = threading.Lock()
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
 
     @contextlib.asynccontextmanager
     async def hold(self, cost: int) -> AsyncIterator[None]:
         """Hold `cost` bytes of the budget for the duration of the block, waiting until they fit."""
-        cost = min(max(cost, 1), self.total)
-        if self.used + cost <= self.total:
-            self._take(cost)
-        else:
-            granted = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        cost = self.cost(cost)
+        if not self.try_take(cost):
+            granted = self._loop.create_future()
             self._waiting.append((cost, granted))
+            self._admit()  # a give from a decode thread may have made room since try_take
             try:
                 await granted
             except asyncio.CancelledError:
                 if granted.done() and not granted.cancelled():  # granted just as the request was cancelled
-                    self._give(cost)
+                    self.give(cost)
                 raise
         try:
             yield
         finally:
-            self._give(cost)
+            self.give(cost)
 
-    def _take(self, cost: int) -> None:
-        self.used += cost
-        self._on_change(self.used)
+    def cost(self, size: int) -> int:
+        """What a decode of `size` bytes holds: at least 1, at most the whole budget (then it runs alone)."""
+        return min(max(size, 1), self.total)
 
-    def _give(self, cost: int) -> None:
-        self.used -= cost
-        self._on_change(self.used)
+    def try_take(self, cost: int) -> bool:
+        """Take `cost` bytes if they fit now, without waiting (from any thread); False if they do not."""
+        with self._lock:
+            if self.used + cost > self.total:
+                return False
+            self.used += cost
+            used = self.used
+        self._on_change(used)
+        return True
+
+    def give(self, cost: int) -> None:
+        """Give back `cost` bytes (from any thread) and admit the waiting decodes that now fit."""
+        with self._lock:
+            self.used -= cost
+            used, waiting = self.used, bool(self._waiting)
+        self._on_change(used)
+        if waiting and self._loop is not None:
+            try:
+                if asyncio.get_running_loop() is self._loop:
+                    self._admit()
+                    return
+            except RuntimeError:  # a decode thread: the waiting futures belong to the loop
+                pass
+            self._loop.call_soon_threadsafe(self._admit)
+
+    def _admit(self) -> None:
         for entry in list(self._waiting):
             waiting_cost, granted = entry
             if granted.done():
                 self._waiting.remove(entry)
-            elif self.used + waiting_cost <= self.total:
+            elif self.try_take(waiting_cost):
                 self._waiting.remove(entry)
-                self._take(waiting_cost)
                 granted.set_result(None)
 
 

@@ -70,23 +70,20 @@ def check_model(model: Model) -> np.ndarray:
 
 
 class _Count:
-    """A count of requests in some state, mirrored in a metrics gauge."""
+    """A count of requests in some state, read by its metrics gauge when /metrics is scraped (nothing per request)."""
 
     def __init__(self, gauge):
         self.value = 0
-        self._gauge = gauge
-        gauge.set(0)
+        gauge.set_function(lambda: self.value)
 
     @contextlib.contextmanager
     def one(self) -> Iterator[None]:
         """Count one more for the duration of the block."""
         self.value += 1
-        self._gauge.set(self.value)
         try:
             yield
         finally:
             self.value -= 1
-            self._gauge.set(self.value)
 
 
 class ModelCore:
@@ -110,6 +107,8 @@ class ModelCore:
         self._arrived = asyncio.Event()
         self._held = _Count(metrics.queue_depth.labels(model=name))
         self._task: Optional[asyncio.Task] = None
+        self._batch_sizes = metrics.batch_size.labels(model=name)
+        self._inference_seconds = metrics.inference_seconds.labels(model=name)
 
     def describe(self) -> dict:
         """What a client needs to know about the served model, under its served name (both protocols show it)."""
@@ -176,14 +175,34 @@ class ModelCore:
         return prepared, model
 
     async def _decode_in_budget(self, model: Model, data: bytes) -> PreparedImage:
-        # The header says what decoding will take: the decoded image and about as much again for its conversion.
-        size = await self.in_decode_pool(decoded_bytes, data)
-        async with self._budget.hold(2 * size):
-            try:
-                return await self.in_decode_pool(model.prepare, data)
-            finally:
-                if size >= self.options.decode_budget_bytes // 8:
-                    await self.in_decode_pool(give_back_memory, size)
+        # One trip to a decode thread when the image fits the budget at once (the usual case); else the
+        # header's size waits for room on the loop, with no thread held, and a second trip decodes.
+        prepared_or_size = await self.in_decode_pool(self._decode_if_room, model, data)
+        if isinstance(prepared_or_size, PreparedImage):
+            return prepared_or_size
+        async with self._budget.hold(2 * prepared_or_size):
+            return await self.in_decode_pool(self._decode_held, model, data, prepared_or_size)
+
+    def _decode_if_room(self, model: Model, data: bytes) -> Union[PreparedImage, int]:
+        """On a decode thread: the decoded image if the budget has room for it now, else its size in bytes.
+
+        The header says what decoding will take: the decoded image and about as much again for its conversion.
+        """
+        size = decoded_bytes(data)
+        cost = self._budget.cost(2 * size)
+        if not self._budget.try_take(cost):
+            return size
+        try:
+            return self._decode_held(model, data, size)
+        finally:
+            self._budget.give(cost)
+
+    def _decode_held(self, model: Model, data: bytes, size: int) -> PreparedImage:
+        try:
+            return model.prepare(data)
+        finally:
+            if size >= self.options.decode_budget_bytes // 8:
+                give_back_memory(size)
 
     # -- batching ----------------------------------------------------------------
     async def infer(self, pixels: np.ndarray, model: Optional[Model] = None) -> BatchResult:
@@ -271,8 +290,8 @@ class ModelCore:
                     job.future.set_exception(exc)
             return
         took = loop.time() - started
-        self.metrics.batch_size.labels(model=self.name).observe(len(pixels))
-        self.metrics.inference_seconds.labels(model=self.name).observe(took)
+        self._batch_sizes.observe(len(pixels))
+        self._inference_seconds.observe(took)
         row = 0
         for job in batch:
             rows = scores[row:row + len(job.pixels)]
@@ -346,7 +365,8 @@ class InferenceCore:
         workers = options.decode_workers or min(4, os.cpu_count() or 1)
         self.decode_pool = ThreadPoolExecutor(workers, thread_name_prefix="edgelite-decode")
         self.readers = Readers(options)
-        self.budget = DecodeBudget(options.decode_budget_bytes, self.metrics.decode_bytes.set)
+        self.budget = DecodeBudget(options.decode_budget_bytes)
+        self.metrics.decode_bytes.set_function(lambda: self.budget.used)  # read at scrape time, not per image
         self.models = {name: ModelCore(name, model, options, self.decode_pool, self.metrics, self.readers,
                                        self.budget) for name, model in named.items()}
         self.default = next(iter(self.models))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ REQUEST_ID = "edgelite.request_id"
 MODEL = "edgelite.model"
 BATCH = "edgelite.batch"
 REASON = "edgelite.reason"
+MAX_CACHED_SERIES = 256
 CLIENT_GONE = 499  # nginx's code for a client that closed the connection before the answer
 
 
@@ -52,11 +54,18 @@ async def read_body(request: Request, model_core: "ModelCore") -> bytes:
         raise too_large(max_bytes)
     with model_core.reading():
         try:
-            return await asyncio.wait_for(_read(request, max_bytes), options.body_timeout_s)
+            return await _read_in_time(request, max_bytes, options.body_timeout_s)
         except asyncio.TimeoutError:
             raise RequestError(408, "body_timeout",
                                f"the request body did not arrive within {options.body_timeout_s:g} s "
                                "(--body-timeout); send it in one go", {"Connection": "close"}) from None
+
+
+async def _read_in_time(request: Request, max_bytes: int, seconds: float) -> bytes:
+    if hasattr(asyncio, "timeout"):  # Python 3.11+: unlike wait_for, no extra task per request body
+        async with asyncio.timeout(seconds):
+            return await _read(request, max_bytes)
+    return await asyncio.wait_for(_read(request, max_bytes), seconds)
 
 
 async def _read(request: Request, max_bytes: int) -> bytes:
@@ -144,12 +153,16 @@ class RequestLog:
     def __init__(self, app: ASGIApp, metrics: Metrics):
         self.app = app
         self.metrics = metrics
+        # Request ids: a random prefix per app and a count, unique without a urandom call per request.
+        self._ids = itertools.count()
+        self._id_prefix = uuid.uuid4().hex[:8]
+        self._series: dict[tuple, tuple] = {}  # (route, method, status) -> its metric children, looked up once
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = uuid.uuid4().hex[:16]
+        request_id = f"{self._id_prefix}{next(self._ids) & 0xFFFFFFFF:08x}"
         scope[REQUEST_ID] = request_id
         started = time.perf_counter()
         status = 0
@@ -183,8 +196,15 @@ class RequestLog:
 
     def _record(self, scope: Scope, status: int, seconds: float, request_id: str) -> None:
         route = _route_template(scope)
-        self.metrics.requests.labels(route=route, method=scope["method"], status=str(status)).inc()
-        self.metrics.latency.labels(route=route).observe(seconds)
+        key = (route, scope["method"], status)
+        series = self._series.get(key)
+        if series is None:
+            series = (self.metrics.requests.labels(route=route, method=key[1], status=str(status)),
+                      self.metrics.latency.labels(route=route))
+            if len(self._series) < MAX_CACHED_SERIES:  # odd methods a client makes up are not kept
+                self._series[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
         if status >= 400:
             self.metrics.errors.labels(route=route, reason=scope.get(REASON, f"http_{status}")).inc()
         client = scope.get("client")

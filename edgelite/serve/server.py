@@ -70,7 +70,9 @@ def run(app: Any, host: str = "127.0.0.1", port: int = 8000, options: ServeOptio
         raise missing_dependency("uvicorn", "serve") from None
     check_address(host, port)
     _log_to_stderr()
+    # loop/http "auto": uvloop and httptools (the [serve] extra) when they are installed, else asyncio and h11.
     config = uvicorn.Config(app, host=host, port=port, access_log=False, lifespan="on", server_header=False,
+                            loop="auto", http="auto",
                             timeout_graceful_shutdown=options.drain_timeout_s, log_level="info")
     server = uvicorn.Server(config)
     previous = {sig: signal.signal(sig, _drained) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -30,7 +30,8 @@ from edgelite.errors import DatasetError
 from edgelite.modes import Decode, Interpolation
 
 # 2: a CRC-32 per row (.crc.npy); entries of format 1 have none and are not used.
-CACHE_FORMAT = 2
+# 3: fast decode keeps a JPEG at 1x the input (was 2x), so "fast" rows of format 2 hold other pixels.
+CACHE_FORMAT = 3
 _log = logging.getLogger(__name__)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from edgelite.errors import ImageError, OptionError
 from edgelite.runtime.metadata import ArtifactMetadata
-from edgelite.runtime.preprocess import _decode, load_image, preprocess
+from edgelite.runtime.preprocess import FAST_DECODE_MARGIN, _decode, load_image, preprocess
 
 SIZE = 48
 
@@ -125,3 +125,15 @@ def test_metadata_records_the_decode_and_old_artifacts_read_as_exact():
     old = meta.to_json().replace(', "decode": "fast"', "")
     assert '"decode"' not in old
     assert ArtifactMetadata.from_json(old).decode == "exact"
+
+
+def test_fast_decode_goes_straight_to_the_input_size():
+    """A 400x533 photo (the clothing set's usual size) for a 150x150 model decodes at 1/2 scale, not in full."""
+    data = io.BytesIO()
+    quadrants(400, 533).save(data, "JPEG", quality=90)
+    image, _ = _decode(data.getvalue(), FAST_DECODE_MARGIN * 150)
+    assert image.size == (200, 267)
+    fast = preprocess(data.getvalue(), 150, 150, decode="fast")
+    exact = preprocess(data.getvalue(), 150, 150, decode="exact")
+    assert not np.array_equal(fast.pixels, exact.pixels)
+    np.testing.assert_allclose(quadrant_means(fast.pixels), quadrant_means(exact.pixels), atol=3)

@@ -128,3 +128,28 @@ def test_each_model_runs_one_test_inference_at_start(artifacts, monkeypatch):
 
     asyncio.run(start_and_stop())
     assert calls == [1]
+
+
+def test_a_decode_thread_takes_and_gives_budget_and_wakes_a_waiting_decode():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from edgelite.serve.admission import DecodeBudget
+
+    async def scenario():
+        budget, loop = DecodeBudget(100), asyncio.get_running_loop()
+        with ThreadPoolExecutor(1) as pool:
+            assert await loop.run_in_executor(pool, budget.try_take, 70)  # a decode that fits: no trip to the loop
+            assert not await loop.run_in_executor(pool, budget.try_take, 40)  # 70 + 40 does not fit
+
+            async def waiting() -> int:
+                async with budget.hold(40):
+                    return budget.used
+
+            waiter = asyncio.create_task(waiting())
+            await asyncio.sleep(0.01)
+            assert not waiter.done() and budget.used == 70
+            await loop.run_in_executor(pool, budget.give, 70)  # given back on the thread: the loop admits the waiter
+            used_inside = await asyncio.wait_for(waiter, 5)
+        return used_inside, budget.used
+
+    assert asyncio.run(scenario()) == (40, 0)
