@@ -69,9 +69,11 @@ def torch_models(tmp_path_factory):
     torch.manual_seed(0)
     pixels, truth, classes = _pixels(SAMPLES / "train")
     net = small_resnet(len(classes))
+    epochs = 30
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 5e-3, total_steps=epochs * -(-len(pixels) // 32))
     inputs, targets = _normalized(pixels), torch.from_numpy(truth)
-    for _ in range(15):
+    for _ in range(epochs):
         net.train()
         for batch in torch.randperm(len(inputs)).split(32):
             x = inputs[batch]
@@ -80,6 +82,7 @@ def torch_models(tmp_path_factory):
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
+            schedule.step()
     net.eval()
     folder = tmp_path_factory.mktemp("torch")
     # a batch of 2 to trace: torch.export fixes a dimension it sees at 1
