@@ -66,6 +66,11 @@ def small_resnet(classes: int):
 @pytest.fixture(scope="module")
 def torch_models(tmp_path_factory):
     """The trained net, saved as a .pt2 (dynamic batch) and as ONNX (fixed batch 1), and its classes."""
+    return train_and_save(tmp_path_factory.mktemp("torch"))
+
+
+def train_and_save(folder: Path) -> dict:
+    """Train the small ResNet on the sample photos; save it in `folder` as resnet.pt2 and resnet.onnx."""
     torch.manual_seed(0)
     pixels, truth, classes = _pixels(SAMPLES / "train")
     net = small_resnet(len(classes))
@@ -84,7 +89,6 @@ def torch_models(tmp_path_factory):
             optimizer.step()
             schedule.step()
     net.eval()
-    folder = tmp_path_factory.mktemp("torch")
     # a batch of 2 to trace: torch.export fixes a dimension it sees at 1
     program = torch.export.export(net, (torch.zeros(2, 3, SIZE, SIZE),),
                                   dynamic_shapes=({0: torch.export.Dim("batch", max=1024)},))
