@@ -19,7 +19,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from edgelite.convert.source import (LoadRequest, Normalization, Reference, SourceModel, describe_source,
-                                     normalization, observed_output_kind)
+                                     normalization, observed_output_kind, scaling_name)
 from edgelite.errors import ModelFileError, OptionError, missing_dependency
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -187,7 +187,7 @@ def onnx_source(path: Path, model, image: ImageInput, request: LoadRequest,
     from edgelite.convert.onnx2tf import keras_from_onnx
 
     keras_model = keras_from_onnx(model, image, scaling)
-    notes.append(f"scaling {request.preprocess} and the NHWC-to-NCHW transpose put inside the graph; "
+    notes.append(f"scaling {scaling_name(request.preprocess, request)} and the NHWC-to-NCHW transpose put inside the graph; "
                  "artifacts take raw 0-255 RGB (N, H, W, 3)")
     metadata = describe_source(path, request, raw.shape[1], image.height, image.width, observed_output_kind(raw),
                                request.preprocess, None, notes)

@@ -185,7 +185,7 @@ def _load_keras_source(path: Path, request: LoadRequest) -> SourceModel:
         scale, offset = normalization(scaling, request.mean, request.std)
         raw = keras.Input((height, width, 3), name="image")
         model = keras.Model(raw, model(keras.layers.Rescaling(scale, offset, name="edgelite_scaling")(raw)))
-        notes.append(f"scaling {scaling} put inside the graph")
+        notes.append(f"scaling {scaling_name(scaling, request)} put inside the graph")
     metadata = describe_source(path, request, outputs, height, width, output_kind, scaling, stored, notes)
     model(tf.zeros((1, height, width, 3)))  # exporters need a model that has been called
     return SourceModel(model, metadata, path, notes)
@@ -222,6 +222,14 @@ def describe_source(path: Path, request: LoadRequest, outputs: int, height: int,
         source_sha256=sha256_of(path),
         edgelite_version=__version__,
     )
+
+
+def scaling_name(scaling: Scaling, request: LoadRequest) -> str:
+    """The scaling as notes name it: with its mean and std when they are not ImageNet's."""
+    if request.mean is None and request.std is None:
+        return scaling
+    means, stds = request.mean or IMAGENET_MEAN, request.std or IMAGENET_STD
+    return f"{scaling} (mean {','.join(map(str, means))}, std {','.join(map(str, stds))})"
 
 
 def normalization(scaling: Scaling, mean: Optional[tuple[float, ...]] = None,
