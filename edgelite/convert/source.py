@@ -11,6 +11,7 @@ classifier wrapper.
 from __future__ import annotations
 
 import hashlib
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
@@ -86,29 +87,30 @@ class SourceKind:
 
     Attributes:
         name: what the kind is called in messages.
-        suffixes: file suffixes it claims ("/" for a folder).
-        load: reads the path into a `SourceModel`; imports its engine only when called.
+        suffixes: file suffixes it claims.
+        loader: "module:function" that reads the path into a `SourceModel`, named
+            rather than imported so its engine (torch, onnx2tf) loads only when
+            such a file is converted, as an entry point does.
     """
 
     name: str
     suffixes: tuple[str, ...]
-    load: Callable[[Path, LoadRequest], SourceModel] = field(repr=False)
+    loader: str
+
+    def load(self, path: Path, request: LoadRequest) -> SourceModel:
+        """Read `path` with this kind's loader."""
+        module, function = self.loader.split(":")
+        return getattr(importlib.import_module(module), function)(path, request)
 
 
-def _load_pt2(path: Path, request: LoadRequest) -> SourceModel:
-    from edgelite.convert.pytorch import load_exported_program
+def refuse_pickle(path: Path, request: LoadRequest) -> SourceModel:
+    """Refuse a PyTorch pickle, saying how to export the model instead.
 
-    return load_exported_program(path, request)
+    torch.load unpickles, and unpickling runs whatever code the file carries: never done here.
 
-
-def _load_onnx(path: Path, request: LoadRequest) -> SourceModel:
-    from edgelite.convert.onnx_input import load_onnx
-
-    return load_onnx(path, request)
-
-
-def _refuse_pickle(path: Path, request: LoadRequest) -> SourceModel:
-    # torch.load unpickles, and unpickling runs whatever code the file carries: never done here
+    Raises:
+        ModelFileError: always.
+    """
     raise ModelFileError(
         f"{path.name} is a PyTorch pickle (torch.save); edgelite never unpickles a file. Export the model "
         "with torch.export and convert the .pt2: torch.export.save(torch.export.export(model.eval(), "
@@ -116,9 +118,9 @@ def _refuse_pickle(path: Path, request: LoadRequest) -> SourceModel:
 
 
 SOURCE_KINDS: tuple[SourceKind, ...] = (
-    SourceKind("PyTorch exported program", (".pt2",), _load_pt2),
-    SourceKind("ONNX model", (".onnx",), _load_onnx),
-    SourceKind("PyTorch pickle", (".pt", ".pth", ".pkl", ".ckpt"), _refuse_pickle),
+    SourceKind("PyTorch exported program", (".pt2",), "edgelite.convert.pytorch:load_exported_program"),
+    SourceKind("ONNX model", (".onnx",), "edgelite.convert.onnx_input:load_onnx"),
+    SourceKind("PyTorch pickle", (".pt", ".pth", ".pkl", ".ckpt"), "edgelite.convert.source:refuse_pickle"),
 )
 
 
