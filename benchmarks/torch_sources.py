@@ -7,7 +7,8 @@ photos, converts its .pt2 with edgelite, and converts it again with onnx2tf
 alone and with litert-torch alone (each skipped, with a line saying so, when
 not importable). Every file is compared with the nn.Module in torch on the 100
 validation photos (max |diff| of the logits, top-1 agreement) and timed on one
-image at a time (median of --runs, after 10 warm-up runs, 2 threads). The raw
+image at a time (median of --runs, after 10 warm-up runs, 2 threads; .tflite
+files on the bare LiteRT interpreter, .onnx through edgelite.runtime). The raw
 files take normalised NCHW input, edgelite's raw 0-255 NHWC.
 """
 
@@ -51,17 +52,22 @@ def _interpreter(path: Path):
     return interpreter
 
 
-def _raw_tflite_row(name: str, path: Path, nchw: np.ndarray, expected: np.ndarray, runs: int) -> str:
-    """A raw converter's .tflite: its input layout is read from the file (onnx2tf makes NHWC)."""
+def _tflite_row(name: str, path: Path, images: np.ndarray, expected: np.ndarray, runs: int) -> str:
+    """A .tflite on the bare interpreter, one image at a time; an NCHW file gets `images` as they are,
+    an NHWC one transposed (onnx2tf makes NHWC); integer input and output are (de)quantized here."""
     interpreter = _interpreter(path)
-    detail = interpreter.get_input_details()[0]
-    layout = nchw if tuple(detail["shape"][1:]) == nchw.shape[1:] else nchw.transpose(0, 2, 3, 1)
-    index, out = detail["index"], interpreter.get_output_details()[0]["index"]
+    detail, output = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    layout = images if tuple(detail["shape"][1:]) == images.shape[1:] else images.transpose(0, 2, 3, 1)
 
     def one(image: np.ndarray) -> np.ndarray:
-        interpreter.set_tensor(index, np.ascontiguousarray(image[None], dtype=np.float32))
+        scale, zero = detail["quantization"]
+        if np.issubdtype(detail["dtype"], np.integer) and scale:
+            image = np.round(image / scale + zero)
+        interpreter.set_tensor(detail["index"], np.ascontiguousarray(image[None]).astype(detail["dtype"]))
         interpreter.invoke()
-        return interpreter.get_tensor(out).reshape(-1)
+        raw = interpreter.get_tensor(output["index"]).reshape(-1).astype(np.float32)
+        scale, zero = output["quantization"]
+        return (raw - zero) * scale if np.issubdtype(output["dtype"], np.integer) and scale else raw
 
     got = np.stack([one(image) for image in layout])
     ms = _median_ms(lambda: one(layout[0]), runs)
@@ -99,17 +105,23 @@ def main() -> None:
     report = convert(models["pt2"], args.out / "edgelite", ConvertOptions(
         calibration=SAMPLES / "train", check=SAMPLES / "validation", preprocess="imagenet"))
     for artifact in report.artifacts:
-        model = load(artifact.path)
+        if artifact.format == "tflite":
+            rows.append(_tflite_row(f"edgelite {artifact.path.name}", artifact.path, pixels, expected, args.runs))
+            continue
+        model = load(artifact.path)  # onnxruntime through edgelite.runtime, as predict runs it
         got = np.concatenate([model.run(pixels[i:i + 1]) for i in range(len(pixels))])
         ms = _median_ms(lambda: model.run(pixels[:1]), args.runs)
         rows.append(_row(f"edgelite {artifact.path.name}", artifact.path, got, expected, ms))
     try:
         import onnx2tf
+        import onnx2tf.onnx2tf as engine
 
+        # onnx2tf alone fetches sample photos from the network for a fixed-batch image model: it fails offline
+        engine.download_test_image_data = lambda: np.random.default_rng(0).uniform(0, 1, (20, 32, 32, 3))
         onnx2tf.convert(input_onnx_file_path=str(models["onnx"]), output_folder_path=str(args.out / "onnx2tf"),
                         non_verbose=True, not_use_onnxsim=True)
         for path in sorted((args.out / "onnx2tf").glob("*.tflite")):
-            rows.append(_raw_tflite_row(f"onnx2tf {path.name}", path, nchw, expected, args.runs))
+            rows.append(_tflite_row(f"onnx2tf {path.name}", path, nchw, expected, args.runs))
     except Exception as exc:  # a missing or failing converter is a line in the results, not the end of the run
         rows.append(f"| onnx2tf | - | - | - | {type(exc).__name__}: {str(exc).splitlines()[0][:80]} |")
     try:
@@ -117,7 +129,7 @@ def main() -> None:
 
         path = args.out / "litert_torch_float32.tflite"
         litert_torch.convert(models["net"].eval(), (torch.from_numpy(nchw[:1]),)).export(str(path))
-        rows.append(_raw_tflite_row("litert-torch float32", path, nchw, expected, args.runs))
+        rows.append(_tflite_row("litert-torch float32", path, nchw, expected, args.runs))
     except Exception as exc:
         rows.append(f"| litert-torch | - | - | - | {type(exc).__name__}: {str(exc).splitlines()[0][:80]} |")
     print(f"machine: {_machine()}; load average {load_start[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
