@@ -233,3 +233,21 @@ def test_an_onnx_source_without_preprocess_asks_for_it(torch_models, tmp_path):
     assert result.stderr.startswith("error: resnet.onnx does not say how its pixels are scaled; "
                                     "pass --preprocess imagenet")
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_converts_a_pt2_with_its_own_mean_and_std(torch_models, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["convert", str(torch_models["pt2"]), "--out", str(out), "--format", "onnx",
+                                      "--precision", "float32", "--preprocess", "imagenet", "--mean", "0.5,0.5,0.5",
+                                      "--std", "0.25,0.25,0.25", "--check", str(SAMPLES / "validation"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [a["file"] for a in data["artifacts"]] == ["resnet_float32.onnx"]
+    assert data["artifacts"][0]["parity"]["max_abs_diff"] <= 1e-4
+    assert "scaling imagenet (mean 0.5,0.5,0.5, std 0.25,0.25,0.25) and the NHWC-to-NCHW transpose put inside " \
+           "the graph; artifacts take raw 0-255 RGB (N, H, W, 3)" in data["notes"]
+    pixels, _, _ = _pixels(SAMPLES / "validation")
+    with torch.no_grad():
+        expected = torch_models["net"](torch.from_numpy(
+            ((pixels / 255.0 - 0.5) / 0.25).transpose(0, 3, 1, 2).astype(np.float32))).numpy()
+    assert np.abs(load(out / "resnet_float32.onnx").run(pixels) - expected).max() <= 1e-4
