@@ -18,7 +18,7 @@ from edgelite.errors import OptionError
 Precision = Literal["float32", "float16", "dynamic", "int8"]
 Format = Literal["tflite", "onnx"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
-Scaling = Literal["none", "rescale", "xception"]
+Scaling = Literal["none", "rescale", "xception", "imagenet"]
 Decode = Literal["fast", "exact"]
 OutputKind = Literal["softmax", "sigmoid", "logits"]
 ChannelOrder = Literal["RGB"]

@@ -26,7 +26,12 @@ from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Pre
               help="Folder of real images for the parity check (default: the calibration folder).")
 @click.option("--labels", help="Class names as a,b,c or a file with one per line (if the checkpoint has none).")
 @click.option("--preprocess", type=click.Choice(choices(Scaling)),
-              help="Scaling the checkpoint expects outside its graph: rescale is x/255, xception x/127.5-1.")
+              help="Scaling the checkpoint expects outside its graph: rescale is x/255, xception x/127.5-1, "
+                   "imagenet torchvision's (x/255 - mean) / std.")
+@click.option("--mean", help="With --preprocess imagenet: the per-channel mean as R,G,B in 0-1 units "
+                             "(default ImageNet's 0.485,0.456,0.406).")
+@click.option("--std", help="With --preprocess imagenet: the per-channel std as R,G,B in 0-1 units "
+                            "(default ImageNet's 0.229,0.224,0.225).")
 @click.option("--interpolation", type=click.Choice(choices(Interpolation)),
               help="Resize filter to record (default: the checkpoint's, else bilinear).")
 @click.option("--decode", type=click.Choice(choices(Decode)),
@@ -48,13 +53,18 @@ from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Pre
                    "list the int8 layers with the largest error.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
-                    preprocess, interpolation, decode, integer_io, max_calibration_images: int,
+                    preprocess, mean, std, interpolation, decode, integer_io, max_calibration_images: int,
                     max_check_images: int, compat, strict: bool, force: bool, explain: bool,
                     as_json: bool) -> None:
-    """Convert a Keras checkpoint to TFLite and ONNX artifacts, each checked against it.
+    """Convert a Keras, PyTorch or ONNX classifier to TFLite and ONNX artifacts, each checked against it.
 
-    CHECKPOINT is a .keras file, a Keras 2 .h5 file or a SavedModel folder.
-    Every artifact is run on real images and compared with the Keras model;
+    CHECKPOINT is a .keras file, a Keras 2 .h5 file, a SavedModel folder, a
+    PyTorch program saved with torch.export.save (.pt2; a .pt/.pth pickle is
+    refused, never unpickled) or an ONNX file with one (N, 3, H, W) image input.
+    PyTorch and ONNX artifacts take raw 0-255 RGB like every other: the
+    normalisation and the layout change are put inside their graphs.
+    Every artifact is run on real images and compared with the source model
+    (run by Keras, torch or onnxruntime);
     the table and out/manifest.json show size, max |diff| and top-1 agreement.
     An artifact or manifest.json already in --out is never replaced silently:
     convert refuses before any work unless --force is given. If convert fails
@@ -67,6 +77,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
       edgelite convert course.h5 --out artifacts --preprocess xception \\
           --labels labels.txt --calibration data/validation --precision float32,int8
       edgelite convert model.keras --out artifacts --calibration data/train --explain-int8
+      edgelite convert resnet.pt2 --out artifacts --preprocess imagenet --calibration data/train \\
+          --check data/validation
     """
     from edgelite.convert import ConvertOptions, convert
     from edgelite.convert.explain import explain_int8
@@ -78,6 +90,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         check=check,
         labels=parse_labels(labels),
         preprocess=cast(Scaling, preprocess),
+        mean=_channels(mean, "--mean"),
+        std=_channels(std, "--std"),
         interpolation=cast(Interpolation, interpolation),
         decode=cast(Decode, decode),
         integer_io=cast(IntegerIO, integer_io),
@@ -114,6 +128,16 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
             _explanation_tables(explanation)
     if failure is not None:
         raise failure
+
+
+def _channels(text, option: str):
+    """R,G,B as three floats (None when not given); ConvertOptions checks the count."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in split_list(text) or ())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers as R,G,B, got {text!r}", param_hint=option) from None
 
 
 def _explanation_tables(explanation) -> None:

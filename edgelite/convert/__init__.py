@@ -125,8 +125,8 @@ def _read_images(source: SourceModel, options: ConvertOptions, check_folder: Pat
                                               progress)
     check_pixels = check_pixels.astype(np.float32)
     with quiet_native():
-        reference = np.asarray(source.model.predict(check_pixels, batch_size=32, verbose=0), dtype=np.float32)
-    return _Images(calibration, check_pixels, reference.reshape(len(reference), -1),
+        reference = source.run_reference(check_pixels)  # by the source's own framework (Keras, torch, onnxruntime)
+    return _Images(calibration, check_pixels, reference,
                    class_indices(check_labels, source.metadata.labels))
 
 
@@ -272,7 +272,8 @@ def convert(checkpoint: Path, out: Path, options: ConvertOptions, progress: Prog
     progress("loading checkpoint", 0, 1)
     with quiet_native():
         source = load_checkpoint(checkpoint, options.labels, options.preprocess, options.interpolation,
-                                 options.decode, label_folders=(options.calibration, check_folder))
+                                 options.decode, label_folders=(options.calibration, check_folder),
+                                 mean=options.mean, std=options.std)
     report = ConvertReport(checkpoint, out, notes=list(source.notes), check_folder=check_folder)
     images = _read_images(source, options, check_folder, report, progress)
     _write_artifacts(source, checkpoint, out, options, images, report, progress)

@@ -38,14 +38,17 @@ def export_onnx(source: SourceModel, path: Path, precision: Precision,
     except ImportError:
         raise missing_dependency("onnx", "convert") from None
     model = source.model
-    if precision == "int8" and options.equalize:
+    if precision == "int8" and options.equalize and source.onnx_graph is None:
         model, _ = equalize_separable(model, calibration())
     with tempfile.TemporaryDirectory(prefix="edgelite-onnx-") as work:
         float_path = Path(work) / "float32.onnx"
-        try:
-            model.export(str(float_path), format="onnx", verbose=False)
-        except Exception as exc:  # tf2onnx raises many kinds
-            raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+        if source.onnx_graph is not None:  # a PyTorch or ONNX source: its own graph, not one back from Keras
+            float_path.write_bytes(source.onnx_graph)
+        else:
+            try:
+                model.export(str(float_path), format="onnx", verbose=False)
+            except Exception as exc:  # tf2onnx raises many kinds
+                raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
         if precision == "int8":
             result = Path(work) / "int8.onnx"
             _quantize_static(float_path, result, calibration, Path(work))

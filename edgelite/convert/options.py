@@ -58,6 +58,9 @@ class ConvertOptions:
         max_check_images: cap on parity images used.
         equalize: before int8, equalize the channels of each SeparableConv2D's
             depthwise output (function-preserving; edgelite/convert/equalize.py).
+        mean: with preprocess "imagenet", the per-channel (R, G, B) mean in 0-1
+            units to use instead of ImageNet's.
+        std: the same for the standard deviation.
     """
 
     formats: tuple[Format, ...] = FORMATS
@@ -75,9 +78,12 @@ class ConvertOptions:
     max_calibration_images: int = 500
     max_check_images: int = 200
     equalize: bool = True
+    mean: Optional[tuple[float, ...]] = None
+    std: Optional[tuple[float, ...]] = None
 
     def __post_init__(self) -> None:
         check_modes(self)
+        self._check_normalization()
         if self.max_calibration_images < 1 or self.max_check_images < 1:
             raise OptionError("image limits must be at least 1")
         for precision in self.precisions:
@@ -88,6 +94,15 @@ class ConvertOptions:
         if "int8" in self.precisions and self.calibration is None:
             raise OptionError("int8 needs real calibration images: pass --calibration DIR "
                               "(or leave int8 out with --precision)")
+
+    def _check_normalization(self) -> None:
+        if (self.mean is not None or self.std is not None) and self.preprocess != "imagenet":
+            raise OptionError("--mean and --std go with --preprocess imagenet")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != 3:
+                raise OptionError(f"--{name} takes 3 values (R,G,B), got {len(values)}")
+        if self.std is not None and min(self.std) <= 0:
+            raise OptionError(f"--std values must be above 0, got {','.join(map(str, self.std))}")
 
     def targets(self) -> list[tuple[Format, Precision]]:
         """Every (format, precision) pair to write, in a stable order."""

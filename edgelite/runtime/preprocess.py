@@ -45,8 +45,15 @@ _RESAMPLE = {
     "hamming": Image.Resampling.HAMMING,
 }
 
-# scale, offset: pixel * scale + offset
-_SCALING = {"none": (1.0, 0.0), "rescale": (1.0 / 255.0, 0.0), "xception": (1.0 / 127.5, -1.0)}
+# scale, offset: pixel * scale + offset (per channel, R G B, where they are tuples)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_SCALING: dict[str, tuple[Union[float, tuple[float, ...]], Union[float, tuple[float, ...]]]] = {
+    "none": (1.0, 0.0), "rescale": (1.0 / 255.0, 0.0), "xception": (1.0 / 127.5, -1.0),
+    # torchvision's recipe: x/255, minus the ImageNet mean, over its std
+    "imagenet": (tuple(1.0 / (255.0 * s) for s in IMAGENET_STD),
+                 tuple(-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))),
+}
 
 
 @dataclass
@@ -63,8 +70,8 @@ def scale_pixels(pixels: np.ndarray, scaling: Scaling) -> np.ndarray:
     return (pixels.astype(np.float32) * np.float32(scale) + np.float32(offset)).astype(np.float32)
 
 
-def scaling_factors(scaling: Scaling) -> tuple[float, float]:
-    """The (scale, offset) pair of a named pixel scaling."""
+def scaling_factors(scaling: Scaling) -> tuple[Union[float, tuple[float, ...]], Union[float, tuple[float, ...]]]:
+    """The (scale, offset) pair of a named pixel scaling: floats, or per-channel (R, G, B) tuples."""
     return _SCALING[check_mode(Scaling, scaling)]
 
 
