@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,14 +69,29 @@ def _set_metadata(model, metadata: ArtifactMetadata) -> None:
 
 
 def _quantize_static(float_path: Path, out: Path, calibration: Calibration, work: Path) -> None:
+    _quantize_prepared(_prepare(float_path, work), out, calibration)
+
+
+def _prepare(float_path: Path, work: Path) -> Path:
+    """onnxruntime's pre-processing (shape inference, graph clean-up) the quantizer expects."""
+    try:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError:
+        raise missing_dependency("onnxruntime", "convert") from None
+    prepared = work / "prepared.onnx"
+    quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+    return prepared
+
+
+def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, **extra) -> None:
+    """Static QDQ quantization of a prepared model; `extra` goes to quantize_static (nodes_to_exclude, ...)."""
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
     except ImportError:
         raise missing_dependency("onnxruntime", "convert") from None
     import onnxruntime as ort
 
-    input_name = ort.InferenceSession(str(float_path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
+    input_name = ort.InferenceSession(str(prepared), providers=["CPUExecutionProvider"]).get_inputs()[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -85,8 +101,6 @@ def _quantize_static(float_path: Path, out: Path, calibration: Calibration, work
             image = next(self._images, None)
             return None if image is None else {input_name: image.astype(np.float32)}
 
-    prepared = work / "prepared.onnx"
-    quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
     quantize_static(
         str(prepared), str(out), Reader(),
         quant_format=QuantFormat.QDQ,
@@ -94,4 +108,67 @@ def _quantize_static(float_path: Path, out: Path, calibration: Calibration, work
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         reduce_range=True,
+        **extra,
     )
+
+
+class OnnxInt8Variants:
+    """int8 ONNX builds of one model, calibrated once, with chosen nodes left in float.
+
+    onnxruntime's quantize_static leaves `nodes_to_exclude` in float; the
+    calibrated ranges are computed on the first build and read back from a
+    calibration cache by the others (they do not depend on what is excluded).
+    """
+
+    def __init__(self, source: SourceModel, calibration: Calibration, options: ConvertOptions, work: Path):
+        import onnx
+
+        model = source.model
+        if options.equalize:
+            model, _ = equalize_separable(model, calibration())
+        self._source = dataclasses.replace(source, model=model)
+        self._options = dataclasses.replace(options, equalize=False)
+        self._calibration = calibration
+        float_path = work / "float32.onnx"
+        try:
+            model.export(str(float_path), format="onnx", verbose=False)
+        except Exception as exc:  # tf2onnx raises many kinds
+            raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+        self._prepared = _prepare(float_path, work)
+        self._cache = work / "calibration.json"
+        self._writers = {tensor: node for node in onnx.load(str(self._prepared)).graph.node for tensor in node.output}
+
+    def ranked(self) -> list[tuple[str, str]]:
+        """Nodes writing the tensors int8 hurts most (onnxruntime's qdq_loss_debug, lowest SQNR first)."""
+        from edgelite.convert.explain import debug_sample, keras_layer_names, onnx_layer_errors
+
+        pixels = np.concatenate(list(self._calibration()))
+        errors = onnx_layer_errors(self._source, pixels, debug_sample(pixels), keras_layer_names(self._source.model),
+                                   self._options)
+        ranked = []
+        for error in errors:
+            node = self._writers.get(error.tensor)
+            if node is None:
+                continue
+            ranked.append((node.name, error.layer))
+            if node.op_type == "Relu":  # the quantizer folds a ReLU into the op before: keep that one too
+                before = self._writers.get(node.input[0])
+                if before is not None:
+                    ranked.append((before.name, error.layer))
+        return ranked
+
+    def build(self, nodes, layers, path: Path) -> Path:
+        """Write the int8 artifact with `nodes` in float; its metadata lists `layers`."""
+        import onnx
+
+        result = path.with_name(path.stem + "-quantized.onnx")
+        _quantize_prepared(self._prepared, result, self._calibration, nodes_to_exclude=list(nodes),
+                           calibration_cache_path=str(self._cache))
+        model = onnx.load(str(result))
+        result.unlink()
+        float_layers = tuple(dict.fromkeys(layers))
+        _set_metadata(model, dataclasses.replace(self._source.metadata.with_precision("int8"),
+                                                 float_layers=float_layers))
+        with atomic_path(path) as temp:
+            onnx.save(model, str(temp))
+        return path

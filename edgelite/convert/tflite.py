@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,16 +51,7 @@ def export_tflite(source: SourceModel, path: Path, precision: Precision,
     if precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if precision == "int8":
-        def representative():
-            for batch in calibration():
-                for image in batch:
-                    yield [image[None].astype(np.float32)]
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        io_type = tf.uint8 if options.integer_io == "uint8" else tf.int8
-        converter.inference_input_type = io_type
-        converter.inference_output_type = io_type
+        _set_int8(tf, converter, calibration, options)
     try:
         flatbuffer = converter.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
@@ -70,6 +62,71 @@ def export_tflite(source: SourceModel, path: Path, precision: Precision,
     content = embed_metadata(bytes(flatbuffer), source.metadata.with_precision(precision))
     write_bytes_atomic(path, content)
     return path
+
+
+def _set_int8(tf, converter, calibration: Calibration, options: ConvertOptions) -> None:
+    """Full-integer settings: calibrated on `calibration`, integer input and output."""
+    def representative():
+        for batch in calibration():
+            for image in batch:
+                yield [image[None].astype(np.float32)]
+
+    converter.representative_dataset = representative
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_type = tf.uint8 if options.integer_io == "uint8" else tf.int8
+    converter.inference_input_type = io_type
+    converter.inference_output_type = io_type
+
+
+class TfliteInt8Variants:
+    """int8 TFLite builds of one model, calibrated once, with chosen ops left in float.
+
+    LiteRT's quantizer takes the output tensor names of ops to leave in float
+    (`denylisted_nodes`, what its QuantizationDebugger uses for selective
+    quantization); those ops then run in float between a DEQUANTIZE and a
+    QUANTIZE. The calibrated model is quantized again for each variant, which
+    takes well under a second, so only calibration runs once.
+    """
+
+    def __init__(self, source: SourceModel, calibration: Calibration, options: ConvertOptions, work: Path):
+        tf, _ = import_keras("convert")
+        model = source.model
+        if options.equalize:
+            model, _ = equalize_separable(model, calibration())
+        self._source = dataclasses.replace(source, model=model)
+        self._calibration = calibration
+        self._io_type = tf.uint8 if options.integer_io == "uint8" else tf.int8
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        _set_int8(tf, converter, calibration, options)
+        converter._experimental_calibrate_only = True  # what QuantizationDebugger does: quantize later, per variant
+        try:
+            self._calibrated = converter.convert()
+        except Exception as exc:  # the converter raises ConverterError and friends
+            raise ConversionError(f"TFLite int8 calibration failed: {str(exc).strip().splitlines()[0]}") from None
+
+    def ranked(self) -> list[tuple[str, str]]:
+        """Output tensors of the ops int8 hurts most (LiteRT's debugger, lowest SQNR first) and their layers."""
+        from edgelite.convert.explain import debug_sample, keras_layer_names, tflite_layer_errors
+
+        pixels = np.concatenate(list(self._calibration()))
+        errors = tflite_layer_errors(self._source, pixels, debug_sample(pixels), keras_layer_names(self._source.model))
+        return [(e.tensor, e.layer) for e in errors if e.op not in ("QUANTIZE", "DEQUANTIZE")]
+
+    def build(self, nodes, layers, path: Path) -> Path:
+        """Write the int8 artifact with the ops writing `nodes` in float; its metadata lists `layers`."""
+        from tensorflow.lite.python.convert import mlir_quantize
+
+        try:
+            flatbuffer = mlir_quantize(self._calibrated, input_data_type=self._io_type,
+                                       output_data_type=self._io_type, denylisted_nodes=list(nodes))
+        except Exception as exc:
+            raise ConversionError(f"TFLite int8 with {len(nodes)} layers in float failed: "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
+        flatbuffer, _ = fuse_relu_into_add(bytes(flatbuffer))
+        metadata = dataclasses.replace(self._source.metadata.with_precision("int8"), float_layers=tuple(dict.fromkeys(layers)))
+        write_bytes_atomic(path, embed_metadata(flatbuffer, metadata))
+        return path
 
 
 def embed_metadata(flatbuffer: bytes, metadata: ArtifactMetadata) -> bytes:
