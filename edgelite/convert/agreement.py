@@ -78,8 +78,11 @@ def split_check(images: CheckSplit) -> tuple[CheckSplit, CheckSplit]:
 class Int8Variants(Protocol):
     """One format's int8 builds of one model, calibrated once, differing in the layers left in float."""
 
-    def ranked(self) -> list[tuple[str, str]]:
-        """(node, Keras layer) pairs, the layer int8 hurts most first; a node is what the quantizer skips."""
+    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Candidates, the one int8 hurts most first: (nodes the quantizer skips, their Keras layers).
+
+        A candidate is one op, or ops that only stay float together (see OnnxInt8Variants).
+        """
 
     def build(self, nodes: Sequence[str], layers: Sequence[str], path: Path) -> Path:
         """Write the int8 artifact with `nodes` in float (metadata lists `layers`) to `path`."""
@@ -178,10 +181,9 @@ def reach_target(variants_of, source: SourceModel, path: Path, calibration: Cali
         tried: dict[int, tuple[Path, Parity]] = {}
 
         def attempt(count: int) -> bool:
-            chosen = ranked[:count]
+            nodes, layers = _flat(ranked[:count])
             progress(f"{path.name}: {count} layer{'s' if count > 1 else ''} in float", count, len(ranked))
-            built = variants.build([n for n, _ in chosen], [layer for _, layer in chosen],
-                                   work / f"variant-{count}{path.suffix}")
+            built = variants.build(nodes, layers, work / f"variant-{count}{path.suffix}")
             tried[count] = (built, _parity(built, selection))
             return target.met(tried[count][1])
 
@@ -197,9 +199,8 @@ def reach_target(variants_of, source: SourceModel, path: Path, calibration: Cali
         after = _parity(path, reporting)
         progress(f"timing {path.name}", 0, 1)
         latency_plain, latency = time_pair(plain_copy, path, reporting.pixels[:1])
-    layers = ranked[:count]
-    return after, replace(result, layers=tuple(dict.fromkeys(layer for _, layer in layers)),
-                          nodes=tuple(n for n, _ in layers),
+    nodes, layers = _flat(ranked[:count])
+    return after, replace(result, layers=layers, nodes=nodes,
                           met=target.met(chosen_parity), selection_after=chosen_parity.top1_agreement,
                           agreement_after=after.top1_agreement, accuracy_after=after.accuracy,
                           latency_ms_plain=latency_plain, latency_ms=latency, tried=_tried(tried))
@@ -227,9 +228,25 @@ def _smallest_meeting(attempt, available: int) -> Optional[int]:
     return high
 
 
-def _unique(ranked: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def _unique(ranked: list[tuple[tuple[str, ...], tuple[str, ...]]]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """The candidates less the nodes an earlier one already keeps in float (and those left empty)."""
     seen: set[str] = set()
-    return [(node, layer) for node, layer in ranked if not (node in seen or seen.add(node))]
+    unique = []
+    for nodes, layers in ranked:
+        kept = []
+        for node, layer in zip(nodes, layers):
+            if node not in seen:
+                seen.add(node)
+                kept.append((node, layer))
+        if kept:
+            unique.append((tuple(n for n, _ in kept), tuple(layer for _, layer in kept)))
+    return unique
+
+
+def _flat(candidates) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """All nodes of `candidates`, and their Keras layers once each, in rank order."""
+    nodes = tuple(node for group, _ in candidates for node in group)
+    return nodes, tuple(dict.fromkeys(layer for _, layers in candidates for layer in layers))
 
 
 def _tried(tried: dict[int, tuple[Path, Parity]]) -> tuple[tuple[int, float], ...]:

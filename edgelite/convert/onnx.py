@@ -112,12 +112,22 @@ def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, **ex
     )
 
 
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm")  # the ops onnxruntime's WeightBiasQuantization pass rewrites
+
+
 class OnnxInt8Variants:
     """int8 ONNX builds of one model, calibrated once, with chosen nodes left in float.
 
     onnxruntime's quantize_static leaves `nodes_to_exclude` in float; the
     calibrated ranges are computed on the first build and read back from a
     calibration cache by the others (they do not depend on what is excluded).
+
+    A float Conv or Gemm that reads a DequantizeLinear and writes a
+    QuantizeLinear does not stay float when the model is run: onnxruntime's
+    graph optimizer quantizes its weights again (per tensor, so worse than
+    the per-channel weights it replaced). Measured on the fragile test model,
+    it stays float when the op reading its output is left in float too, so a
+    weighted node is ranked together with its readers.
     """
 
     def __init__(self, source: SourceModel, calibration: Calibration, options: ConvertOptions, work: Path):
@@ -136,26 +146,39 @@ class OnnxInt8Variants:
             raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
         self._prepared = _prepare(float_path, work)
         self._cache = work / "calibration.json"
-        self._writers = {tensor: node for node in onnx.load(str(self._prepared)).graph.node for tensor in node.output}
+        nodes = onnx.load(str(self._prepared)).graph.node
+        self._writers = {tensor: node for node in nodes for tensor in node.output}
+        self._readers: dict[str, list] = {}
+        for node in nodes:
+            for tensor in node.input:
+                self._readers.setdefault(tensor, []).append(node)
 
-    def ranked(self) -> list[tuple[str, str]]:
-        """Nodes writing the tensors int8 hurts most (onnxruntime's qdq_loss_debug, lowest SQNR first)."""
-        from edgelite.convert.explain import debug_sample, keras_layer_names, onnx_layer_errors
+    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Nodes writing the tensors int8 hurts most (onnxruntime's qdq_loss_debug, lowest SQNR first), grouped."""
+        from edgelite.convert.explain import debug_sample, keras_layer, keras_layer_names, onnx_layer_errors
 
         pixels = np.concatenate(list(self._calibration()))
-        errors = onnx_layer_errors(self._source, pixels, debug_sample(pixels), keras_layer_names(self._source.model),
-                                   self._options)
+        names = keras_layer_names(self._source.model)
+        errors = onnx_layer_errors(self._source, pixels, debug_sample(pixels), names, self._options)
         ranked = []
         for error in errors:
             node = self._writers.get(error.tensor)
             if node is None:
                 continue
-            ranked.append((node.name, error.layer))
+            group = [node]
             if node.op_type == "Relu":  # the quantizer folds a ReLU into the op before: keep that one too
-                before = self._writers.get(node.input[0])
-                if before is not None:
-                    ranked.append((before.name, error.layer))
+                group += [self._writers[node.input[0]]] if node.input[0] in self._writers else []
+            for member in list(group):
+                if member.op_type in _WEIGHTED:
+                    group += self._readers_past_relu(member)
+            ranked.append((tuple(member.name for member in group),
+                           tuple(keras_layer(member.output[0], names) for member in group)))
         return ranked
+
+    def _readers_past_relu(self, node) -> list:
+        readers = [reader for tensor in node.output for reader in self._readers.get(tensor, [])]
+        return [after for reader in readers
+                for after in ([reader] + self._readers_past_relu(reader) if reader.op_type == "Relu" else [reader])]
 
     def build(self, nodes, layers, path: Path) -> Path:
         """Write the int8 artifact with `nodes` in float; its metadata lists `layers`."""

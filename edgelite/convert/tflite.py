@@ -105,13 +105,13 @@ class TfliteInt8Variants:
         except Exception as exc:  # the converter raises ConverterError and friends
             raise ConversionError(f"TFLite int8 calibration failed: {str(exc).strip().splitlines()[0]}") from None
 
-    def ranked(self) -> list[tuple[str, str]]:
-        """Output tensors of the ops int8 hurts most (LiteRT's debugger, lowest SQNR first) and their layers."""
+    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Output tensors of the ops int8 hurts most (LiteRT's debugger, lowest SQNR first), and their layers."""
         from edgelite.convert.explain import debug_sample, keras_layer_names, tflite_layer_errors
 
         pixels = np.concatenate(list(self._calibration()))
         errors = tflite_layer_errors(self._source, pixels, debug_sample(pixels), keras_layer_names(self._source.model))
-        return [(e.tensor, e.layer) for e in errors if e.op not in ("QUANTIZE", "DEQUANTIZE")]
+        return [((e.tensor,), (e.layer,)) for e in errors if e.op not in ("QUANTIZE", "DEQUANTIZE")]
 
     def build(self, nodes, layers, path: Path) -> Path:
         """Write the int8 artifact with the ops writing `nodes` in float; its metadata lists `layers`."""
