@@ -154,3 +154,17 @@ def test_cli_shows_the_price_and_which_images(fragile_checkpoint, color_data, tm
     assert "int8 target top-1 agreement >= 95.0%: layers chosen on 24 images: every other image" in result.output
     row = next(line for line in result.output.splitlines() if "fragile_int8.tflite" in line and "->" in line)
     assert "fragile" in row.split("fragile_int8.tflite", 1)[1] and "met" in row
+
+
+def test_float_layers_metadata_round_trips_and_old_documents_read_as_none():
+    from edgelite.errors import ModelFileError
+    from edgelite.runtime.metadata import ArtifactMetadata
+
+    plain = ArtifactMetadata(labels=("a", "b"), input_height=8, input_width=8, precision="int8")
+    assert "float_layers" not in json.loads(plain.to_json())  # a plain artifact's document is as before
+    assert ArtifactMetadata.from_json(plain.to_json()).float_layers == ()
+    kept = ArtifactMetadata(labels=("a", "b"), input_height=8, input_width=8, float_layers=["block1", "head"])
+    assert ArtifactMetadata.from_json(kept.to_json()).float_layers == ("block1", "head")
+    bad = json.loads(kept.to_json()) | {"float_layers": "head"}
+    with pytest.raises(ModelFileError, match="float_layers must be a list of strings"):
+        ArtifactMetadata.from_json(json.dumps(bad))
