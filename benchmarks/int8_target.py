@@ -64,6 +64,64 @@ def measure(checkpoint: Path, target: float, data: Path = DATASET) -> dict:
             "machine": machine(), "load_after": os.getloadavg(), "artifacts": rows}
 
 
+def calibration_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
+    """int8 ONNX top-1 agreement and accuracy on all validation images, per calibration method and weight bits.
+
+    The same float model, calibration images (convert's 500 training images) and
+    quantizer settings as `convert`, varying onnxruntime's calibrate_method and
+    reduce_range (7-bit weights, convert's default, vs 8-bit).
+    """
+    import dataclasses
+
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+
+    from edgelite.convert import ConvertOptions
+    from edgelite.convert.equalize import equalize_separable
+    from edgelite.convert.onnx import _prepare, _quantize_prepared
+    from edgelite.convert.source import load_checkpoint
+    from edgelite.runtime.folder import pixel_batches, read_folder
+
+    source = load_checkpoint(checkpoint, None, None, None, None, label_folders=(data / "train",))
+    meta = source.metadata
+    options = ConvertOptions(precisions=("int8",), calibration=data / "train")
+
+    def pixels(folder: Path, limit: int) -> np.ndarray:
+        items = read_folder(folder, limit=limit)
+        return np.concatenate(list(pixel_batches([i.path for i in items], meta.input_height, meta.input_width,
+                                                 meta.interpolation, decode=meta.decode)))
+
+    calibration_pixels = pixels(data / "train", options.max_calibration_images)
+    check = pixels(data / "validation", CHECK_IMAGES)
+    truth = np.array([meta.labels.index(i.label) for i in read_folder(data / "validation", limit=CHECK_IMAGES)])
+    model, _ = equalize_separable(source.model, iter([calibration_pixels]))
+    reference = np.asarray(model.predict(check, batch_size=32, verbose=0)).argmax(1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgelite-calibration-study-") as folder:
+        work = Path(folder)
+        model.export(str(work / "float32.onnx"), format="onnx", verbose=False)
+        prepared = _prepare(work / "float32.onnx", work)
+        for method in ("MinMax", "Percentile", "Entropy"):
+            for reduce_range in (True, False):
+                out = work / f"{method}-{reduce_range}.onnx"
+                started = time.time()
+                _quantize_prepared(prepared, out, lambda: (calibration_pixels[i:i + 32]
+                                                           for i in range(0, len(calibration_pixels), 32)),
+                                   reduce_range=reduce_range, calibrate_method=getattr(CalibrationMethod, method))
+                session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+                name = session.get_inputs()[0].name
+                outputs = np.concatenate([session.run(None, {name: check[i:i + 32].astype(np.float32)})[0]
+                                          for i in range(0, len(check), 32)]).argmax(1)
+                rows.append({"calibration": method, "weights": "7-bit" if reduce_range else "8-bit",
+                             "agreement": float((outputs == reference).mean()),
+                             "accuracy": float((outputs == truth).mean()),
+                             "reference_accuracy": float((reference == truth).mean()),
+                             "seconds": round(time.time() - started, 1)})
+                print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def _drop(reference, accuracy):
     return None if reference is None or accuracy is None else reference - accuracy
 
@@ -97,8 +155,12 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--target", type=float, default=99.5, help="top-1 agreement in percent")
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("int8_target.json"))
+    parser.add_argument("--calibration-study", action="store_true",
+                        help="also compare ONNX calibration methods and 7- vs 8-bit weights")
     args = parser.parse_args()
     result = measure(args.checkpoint, args.target / 100)
+    if args.calibration_study:
+        result["calibration_study"] = calibration_study(args.checkpoint)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else []
     runs = [r for r in runs if r["checkpoint"] != result["checkpoint"]] + [result]
     args.out.write_text(json.dumps(runs, indent=2) + "\n")

@@ -83,7 +83,8 @@ def _prepare(float_path: Path, work: Path) -> Path:
     return prepared
 
 
-def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, **extra) -> None:
+def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, reduce_range: bool = True,
+                       **extra) -> None:
     """Static QDQ quantization of a prepared model; `extra` goes to quantize_static (nodes_to_exclude, ...)."""
     try:
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -107,7 +108,7 @@ def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, **ex
         per_channel=True,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
-        reduce_range=True,
+        reduce_range=reduce_range,
         **extra,
     )
 
