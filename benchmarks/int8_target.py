@@ -162,6 +162,9 @@ def main() -> None:
     if args.calibration_study:
         result["calibration_study"] = calibration_study(args.checkpoint)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else []
+    previous = next((r for r in runs if r["checkpoint"] == result["checkpoint"]), {})
+    if "calibration_study" in previous and "calibration_study" not in result:  # measured apart: keep it
+        result["calibration_study"] = previous["calibration_study"]
     runs = [r for r in runs if r["checkpoint"] != result["checkpoint"]] + [result]
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
     print(render(result))

@@ -117,6 +117,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
     if as_json:
         print_json({"out": str(report.out), "artifacts": [a.to_dict() for a in report.artifacts],
                     "warnings": report.warnings, "notes": report.notes,
+                    **({"selection_images": report.selection_images, "check_images": report.check_images}
+                       if report.selection_images else {}),
                     **({"explain_int8": explanation.to_dict()} if explanation else {})})
     else:
         images = report.artifacts[0].parity.images if report.artifacts else 0

@@ -173,7 +173,7 @@ class OnnxInt8Variants:
                 if member.op_type in _WEIGHTED:
                     group += self._readers_past_relu(member)
             ranked.append((tuple(member.name for member in group),
-                           tuple(keras_layer(member.output[0], names) for member in group)))
+                           tuple(keras_layer(f"{member.name};{member.output[0]}", names) for member in group)))
         return ranked
 
     def _readers_past_relu(self, node) -> list:
