@@ -168,3 +168,20 @@ def test_float_layers_metadata_round_trips_and_old_documents_read_as_none():
     bad = json.loads(kept.to_json()) | {"float_layers": "head"}
     with pytest.raises(ModelFileError, match="float_layers must be a list of strings"):
         ArtifactMetadata.from_json(json.dumps(bad))
+
+
+@pytest.mark.parametrize("needed, available, tries", [
+    (1, 10, [1]), (3, 10, [1, 2, 4, 3]), (5, 10, [1, 2, 4, 8, 6, 5]), (10, 10, [1, 2, 4, 8, 10, 9]),
+    (11, 10, [1, 2, 4, 8, 10]), (1, 0, []),
+])
+def test_the_search_finds_the_fewest_layers_growing_then_bisecting(needed, available, tries):
+    from edgelite.convert.agreement import _smallest_meeting
+
+    tried = []
+
+    def attempt(count):
+        tried.append(count)
+        return count >= needed
+
+    assert _smallest_meeting(attempt, available) == (needed if needed <= available else None)
+    assert tried == tries
