@@ -48,7 +48,7 @@ def measure(checkpoint: Path, target: float, data: Path = DATASET) -> dict:
 
     options = ConvertOptions(precisions=("int8",), calibration=data / "train", check=data / "validation",
                              max_check_images=CHECK_IMAGES, min_agreement=target)
-    started = time.time()
+    started, before = time.time(), machine()
     with tempfile.TemporaryDirectory(prefix="edgelite-int8-target-") as out:
         report = convert(checkpoint, Path(out), options)
     rows = []
@@ -61,7 +61,7 @@ def measure(checkpoint: Path, target: float, data: Path = DATASET) -> dict:
                      "drop_after": _drop(parity.reference_accuracy, chosen.accuracy_after)})
     return {"checkpoint": checkpoint.name, "target": target, "selection_images": report.selection_images,
             "check_images": report.check_images, "seconds": round(time.time() - started, 1),
-            "machine": machine(), "load_after": os.getloadavg(), "artifacts": rows}
+            "machine": before, "load_after": os.getloadavg(), "artifacts": rows}
 
 
 def calibration_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
