@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Optional, Protocol, Sequence
 
 import numpy as np
 
+from edgelite.convert.explain import LayerError, rank_layers
 from edgelite.convert.parity import Parity, check_parity
 from edgelite.errors import DatasetError
-from edgelite.modes import Progress
+from edgelite.modes import Format, Progress
 from edgelite.runtime import load
 
 if TYPE_CHECKING:
@@ -78,8 +79,10 @@ def split_check(images: CheckSplit) -> tuple[CheckSplit, CheckSplit]:
 class Int8Variants(Protocol):
     """One format's int8 builds of one model, calibrated once, differing in the layers left in float."""
 
-    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Candidates, the one int8 hurts most first: (nodes the quantizer skips, their Keras layers).
+    source: SourceModel  # the model the variants are built from (equalized like the plain artifact)
+
+    def candidates(self, errors: list[LayerError]) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Candidates from the debugger's rows, worst first: (nodes the quantizer skips, their Keras layers).
 
         A candidate is one op, or ops that only stay float together (see OnnxInt8Variants).
         """
@@ -157,7 +160,7 @@ class FloatLayers:
         return data
 
 
-def reach_target(variants_of, source: SourceModel, path: Path, calibration: Calibration, options: ConvertOptions,
+def reach_target(fmt: Format, variants_of, source: SourceModel, path: Path, calibration: Calibration, options: ConvertOptions,
                  selection: CheckSplit, reporting: CheckSplit, before: Parity,
                  progress: Progress) -> tuple[Parity, FloatLayers]:
     """Keep the fewest layers of the int8 artifact at `path` in float until the target holds on `selection`.
@@ -177,7 +180,8 @@ def reach_target(variants_of, source: SourceModel, path: Path, calibration: Cali
         work = Path(folder)
         progress(f"ranking int8 layers of {path.name}", 0, 1)
         variants: Int8Variants = variants_of(source, calibration, options, work)
-        ranked = _unique(variants.ranked())
+        errors = rank_layers(fmt, variants.source, np.concatenate(list(calibration())), options)
+        ranked = _unique(variants.candidates(errors))
         tried: dict[int, tuple[Path, Parity]] = {}
 
         def attempt(count: int) -> bool:

@@ -144,6 +144,18 @@ def keras_layer_names(model) -> set[str]:
     return {layer.name for layer in model.layers} | _inner_layer_names(model)
 
 
+def rank_layers(fmt: Format, source: SourceModel, calibration: np.ndarray,
+                options: ConvertOptions) -> list[LayerError]:
+    """One format's per-layer int8 error on `DEBUG_IMAGES` of `calibration`, worst first (convert's target search).
+
+    `source` is taken as it is (the caller equalizes it as the exporters do).
+    """
+    debug, names = debug_sample(calibration), keras_layer_names(source.model)
+    if fmt == "tflite":
+        return tflite_layer_errors(source, calibration, debug, names)
+    return onnx_layer_errors(source, calibration, debug, names, dataclasses.replace(options, equalize=False))
+
+
 def tflite_layer_errors(source: SourceModel, calibration: np.ndarray, debug: np.ndarray,
                         keras_names: AbstractSet[str] = frozenset()) -> list[LayerError]:
     """LiteRT's QuantizationDebugger on the int8 model `convert` writes (with float I/O), worst first."""
@@ -307,5 +319,5 @@ def format_rows(layers: Sequence[LayerError]) -> list[list[str]]:
     return rows
 
 
-__all__ = ["DEBUG_IMAGES", "Int8Explanation", "LayerError", "debug_sample", "explain_int8", "format_rows",
+__all__ = ["DEBUG_IMAGES", "Int8Explanation", "LayerError", "debug_sample", "explain_int8", "format_rows", "rank_layers",
            "keras_layer", "keras_layer_names", "onnx_layer_errors", "tflite_layer_errors"]

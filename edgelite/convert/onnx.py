@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -113,7 +114,26 @@ def _quantize_prepared(prepared: Path, out: Path, calibration: Calibration, redu
     )
 
 
-_WEIGHTED = ("Conv", "ConvTranspose", "Gemm")  # the ops onnxruntime's WeightBiasQuantization pass rewrites
+_WEIGHTED = ("Conv", "ConvTranspose", "Gemm")
+
+
+def _layer_names(model) -> set[str]:
+    """The model's layer names, nested models' included (as convert/explain.py reads them)."""
+    names = set()
+    for layer in model.layers:
+        names.add(layer.name)
+        if hasattr(layer, "layers"):
+            names |= _layer_names(layer)
+    return names
+
+
+def _layer_of(node, names: set[str]) -> str:
+    """The Keras layer an ONNX node comes from: the first scope of its name that is a layer (`_1` suffix aside)."""
+    for part in node.name.split("/"):
+        for name in (part, re.sub(r"_\d+$", "", part)):
+            if name in names:
+                return name
+    return node.name  # the ops onnxruntime's WeightBiasQuantization pass rewrites
 
 
 class OnnxInt8Variants:
@@ -138,7 +158,6 @@ class OnnxInt8Variants:
         if options.equalize:
             model, _ = equalize_separable(model, calibration())
         self._source = dataclasses.replace(source, model=model)
-        self._options = dataclasses.replace(options, equalize=False)
         self._calibration = calibration
         float_path = work / "float32.onnx"
         try:
@@ -154,13 +173,14 @@ class OnnxInt8Variants:
             for tensor in node.input:
                 self._readers.setdefault(tensor, []).append(node)
 
-    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Nodes writing the tensors int8 hurts most (onnxruntime's qdq_loss_debug, lowest SQNR first), grouped."""
-        from edgelite.convert.explain import debug_sample, keras_layer, keras_layer_names, onnx_layer_errors
+    @property
+    def source(self) -> SourceModel:
+        """The model the variants are built from (equalized when `options.equalize`)."""
+        return self._source
 
-        pixels = np.concatenate(list(self._calibration()))
-        names = keras_layer_names(self._source.model)
-        errors = onnx_layer_errors(self._source, pixels, debug_sample(pixels), names, self._options)
+    def candidates(self, errors) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per qdq_loss_debug row (worst first): the nodes writing that tensor, grouped, and their layers."""
+        names = _layer_names(self._source.model)
         ranked = []
         for error in errors:
             node = self._writers.get(error.tensor)
@@ -173,7 +193,7 @@ class OnnxInt8Variants:
                 if member.op_type in _WEIGHTED:
                     group += self._readers_past_relu(member)
             ranked.append((tuple(member.name for member in group),
-                           tuple(keras_layer(f"{member.name};{member.output[0]}", names) for member in group)))
+                           tuple(_layer_of(member, names) for member in group)))
         return ranked
 
     def _readers_past_relu(self, node) -> list:

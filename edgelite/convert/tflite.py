@@ -95,7 +95,6 @@ class TfliteInt8Variants:
         if options.equalize:
             model, _ = equalize_separable(model, calibration())
         self._source = dataclasses.replace(source, model=model)
-        self._calibration = calibration
         self._io_type = tf.uint8 if options.integer_io == "uint8" else tf.int8
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -108,12 +107,13 @@ class TfliteInt8Variants:
         interpreter = tf.lite.Interpreter(model_content=self._calibrated)
         self._outputs = {detail["name"] for detail in interpreter.get_output_details()}
 
-    def ranked(self) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-        """Output tensors of the ops int8 hurts most (LiteRT's debugger, lowest SQNR first), and their layers."""
-        from edgelite.convert.explain import debug_sample, keras_layer_names, tflite_layer_errors
+    @property
+    def source(self) -> SourceModel:
+        """The model the variants are built from (equalized when `options.equalize`)."""
+        return self._source
 
-        pixels = np.concatenate(list(self._calibration()))
-        errors = tflite_layer_errors(self._source, pixels, debug_sample(pixels), keras_layer_names(self._source.model))
+    def candidates(self, errors) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+        """Per LiteRT debugger row (worst first): the op's output tensor, the name the quantizer skips, and its layer."""
         return [((e.tensor,), (e.layer,)) for e in errors if e.op not in ("QUANTIZE", "DEQUANTIZE")]
 
     def build(self, nodes, layers, path: Path) -> Path:
