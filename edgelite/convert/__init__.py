@@ -269,8 +269,9 @@ def _export_all(source: SourceModel, checkpoint: Path, folder: Path, options: Co
         variants = OUTPUT_FORMATS[fmt].int8_variants
         if precision == "int8" and images.selection is not None and variants is not None:
             reporting = CheckSplit(images.check_pixels, images.reference, images.truth, "")
-            parity, float_layers = reach_target(fmt, variants, source, path, images.calibration, options,
-                                                images.selection, reporting, parity, progress)
+            with quiet_native():
+                parity, float_layers = reach_target(fmt, variants, source, path, images.calibration, options,
+                                                    images.selection, reporting, parity, progress)
         min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
         written.append((path, fmt, precision, parity, min_runtime, float_layers))
     progress("done", len(targets), len(targets))
