@@ -9,7 +9,6 @@ import os
 import signal
 import sys
 import threading
-import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 

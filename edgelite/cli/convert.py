@@ -51,11 +51,20 @@ from edgelite.modes import Compat, Decode, Format, IntegerIO, Interpolation, Pre
 @click.option("--explain-int8", "explain", is_flag=True,
               help="Then run LiteRT's and onnxruntime's quantization debuggers on the calibration images and "
                    "list the int8 layers with the largest error.")
+@click.option("--min-agreement", type=click.FloatRange(0, 100, min_open=True), metavar="PCT",
+              help="int8: keep the fewest layers in float until the artifact gives the Keras model's top-1 class "
+                   "on at least PCT% of the selection images (needs --check apart from --calibration).")
+@click.option("--max-drop", type=click.FloatRange(0, 100), metavar="POINTS",
+              help="int8: keep layers in float until top-1 accuracy drops at most POINTS against the Keras model "
+                   "on the selection images.")
+@click.option("--selection", type=click.Path(path_type=Path),
+              help="Folder of images that choose the float layers (default: every other image of each class of "
+                   "--check; parity is then reported on the rest).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, calibration, check, labels,
                     preprocess, mean, std, interpolation, decode, integer_io, max_calibration_images: int,
                     max_check_images: int, compat, strict: bool, force: bool, explain: bool,
-                    as_json: bool) -> None:
+                    min_agreement, max_drop, selection, as_json: bool) -> None:
     """Convert a Keras, PyTorch or ONNX classifier to TFLite and ONNX artifacts, each checked against it.
 
     CHECKPOINT is a .keras file, a Keras 2 .h5 file, a SavedModel folder, a
@@ -79,6 +88,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
       edgelite convert model.keras --out artifacts --calibration data/train --explain-int8
       edgelite convert resnet.pt2 --out artifacts --preprocess imagenet --calibration data/train \\
           --check data/validation
+      edgelite convert model.keras --out artifacts --calibration data/train \\
+          --check data/validation --precision int8 --min-agreement 99.5
     """
     from edgelite.convert import ConvertOptions, convert
     from edgelite.convert.explain import explain_int8
@@ -100,6 +111,9 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         max_calibration_images=max_calibration_images,
         max_check_images=max_check_images,
         compat=cast(Compat, compat),
+        min_agreement=None if min_agreement is None else min_agreement / 100,
+        max_drop=None if max_drop is None else max_drop / 100,
+        selection=selection,
     )
     failure = None
     with interrupt_on_terminate(), ProgressBar() as progress:
@@ -117,13 +131,16 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
     if as_json:
         print_json({"out": str(report.out), "artifacts": [a.to_dict() for a in report.artifacts],
                     "warnings": report.warnings, "notes": report.notes,
+                    **({"selection_images": report.selection_images, "check_images": report.check_images}
+                       if report.selection_images else {}),
                     **({"explain_int8": explanation.to_dict()} if explanation else {})})
     else:
         images = report.artifacts[0].parity.images if report.artifacts else 0
         prefix = artifact_prefix(report.artifacts)
         named = f"; artifact names start {prefix}" if prefix else ""
-        table(f"{checkpoint.name} -> {out}  (parity on {images} images from {report.check_folder}{named})",
-              PARITY_COLUMNS, parity_rows(report.artifacts))
+        shown = f"{report.check_images}" if report.check_images else f"{images} images from {report.check_folder}"
+        table(f"{checkpoint.name} -> {out}  (parity on {shown}{named})", PARITY_COLUMNS, parity_rows(report.artifacts))
+        _float_layer_table(report)
         if explanation:
             _explanation_tables(explanation)
     if failure is not None:
@@ -138,6 +155,25 @@ def _channels(text, option: str):
         return tuple(float(v) for v in split_list(text) or ())
     except ValueError:
         raise click.BadParameter(f"expected numbers as R,G,B, got {text!r}", param_hint=option) from None
+
+
+def _float_layer_table(report) -> None:
+    """The price of the agreement target per int8 artifact: layers kept in float, agreement, latency."""
+    chosen = [a for a in report.artifacts if a.float_layers is not None]
+    if not chosen:
+        return
+    rows = []
+    for a in chosen:
+        f = a.float_layers
+        latency = (f"{f.latency_ms_plain:.2f} -> {f.latency_ms:.2f} ms ({f.latency_ratio:.2f}x)"
+                   if f.latency_ratio is not None else "-")
+        accuracy = ("-" if f.accuracy_before is None or f.accuracy_after is None
+                    else f"{f.accuracy_before:.1%} -> {f.accuracy_after:.1%}")
+        rows.append([a.path.name, ", ".join(f.layers) or "none", f"{f.selection_before:.1%} -> {f.selection_after:.1%}",
+                     f"{f.agreement_before:.1%} -> {f.agreement_after:.1%}", accuracy, latency,
+                     "met" if f.met else "missed"])
+    table(f"int8 target {chosen[0].float_layers.target}: layers chosen on {report.selection_images}",
+          ["artifact", "kept in float", "selection agree", "top-1 agree", "accuracy", "latency", "target"], rows)
 
 
 def _explanation_tables(explanation) -> None:

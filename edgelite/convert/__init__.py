@@ -20,6 +20,7 @@ import numpy as np
 
 from edgelite import __version__
 from edgelite.atomic import write_bytes_atomic
+from edgelite.convert.agreement import CheckSplit, FloatLayers, reach_target, split_check
 from edgelite.convert.formats import OUTPUT_FORMATS
 from edgelite.convert.options import (COMPAT_RUNTIMES, LAST_TFLITE_RUNTIME, MIN_CALIBRATION_IMAGES, Calibration,
                                       ConvertOptions)
@@ -47,11 +48,15 @@ class ArtifactReport:
     sha256: str
     parity: Parity
     min_runtime: Optional[str] = None
+    float_layers: Optional[FloatLayers] = None  # with an agreement target: the layers kept in float, the price
 
     def to_dict(self) -> dict:
-        return {"file": self.path.name, "format": self.format, "precision": self.precision,
+        data = {"file": self.path.name, "format": self.format, "precision": self.precision,
                 "size_bytes": self.size_bytes, "sha256": self.sha256, "min_runtime": self.min_runtime,
                 "parity": self.parity.to_dict()}
+        if self.float_layers is not None:
+            data["float_layers"] = self.float_layers.to_dict()
+        return data
 
 
 @dataclass
@@ -64,6 +69,8 @@ class ConvertReport:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     check_folder: Optional[Path] = None
+    check_images: Optional[str] = None  # with an agreement target: which check images the parity is on
+    selection_images: Optional[str] = None  # and which chose the float layers
 
     @property
     def failed(self) -> list[ArtifactReport]:
@@ -79,6 +86,7 @@ class _Images:
     check_pixels: np.ndarray
     reference: np.ndarray
     truth: Optional[np.ndarray]
+    selection: Optional[CheckSplit] = None  # with an agreement target: the images that choose float layers
 
 
 def _load_pixels(folder: Path, limit: int, source: SourceModel, what: str, report: ConvertReport,
@@ -126,8 +134,29 @@ def _read_images(source: SourceModel, options: ConvertOptions, check_folder: Pat
     check_pixels = check_pixels.astype(np.float32)
     with quiet_native():
         reference = source.run_reference(check_pixels)  # by the source's own framework (Keras, torch, onnxruntime)
-    return _Images(calibration, check_pixels, reference,
-                   class_indices(check_labels, source.metadata.labels))
+    images = _Images(calibration, check_pixels, reference, class_indices(check_labels, source.metadata.labels))
+    return _split_for_target(images, source, options, check_folder, report, progress) if options.has_target \
+        else images
+
+
+def _split_for_target(images: _Images, source: SourceModel, options: ConvertOptions, check_folder: Path,
+                      report: ConvertReport, progress: Progress) -> _Images:
+    """Set apart the images that choose the float layers: the --selection folder, or half the check images."""
+    check = CheckSplit(images.check_pixels, images.reference, images.truth, str(check_folder))
+    if options.selection is not None:
+        pixels, labels = _load_pixels(options.selection, options.max_check_images, source, "selection", report,
+                                      progress)
+        pixels = pixels.astype(np.float32)
+        with quiet_native():
+            reference = source.run_reference(pixels)
+        selection = CheckSplit(pixels, reference, class_indices(labels, source.metadata.labels),
+                               str(options.selection))
+        reporting = check
+    else:
+        selection, reporting = split_check(check)
+    report.selection_images = f"{len(selection.pixels)} images: {selection.description}"
+    report.check_images = f"{len(reporting.pixels)} images: {reporting.description}"
+    return _Images(images.calibration, reporting.pixels, reporting.reference, reporting.truth, selection)
 
 
 def _check_runtime(path: Path, options: ConvertOptions) -> Optional[str]:
@@ -193,12 +222,13 @@ def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: 
         for final in finals:
             if os.path.lexists(final):
                 staging.set_aside(final)
-        for path, fmt, precision, parity, min_runtime in written:
+        for path, fmt, precision, parity, min_runtime, float_layers in written:
             final = out / path.name
             path.replace(final)
             installed.append(final)
             report.artifacts.append(ArtifactReport(final, fmt, precision, final.stat().st_size,
-                                                   sha256_of(final), parity, min_runtime))
+                                                   sha256_of(final), parity, min_runtime, float_layers))
+        report.warnings.extend(_missed_targets(report.artifacts))
         installed.append(out / MANIFEST)
         write_manifest(report, source)
     except BaseException as exc:
@@ -212,9 +242,20 @@ def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: 
     staging.close()
 
 
+def _missed_targets(artifacts: list[ArtifactReport]) -> list[str]:
+    missed = []
+    for a in artifacts:
+        if a.float_layers is not None and not a.float_layers.met:
+            missed.append(f"{a.path.name} misses the target ({a.float_layers.target}) on the selection images with "
+                          f"{len(a.float_layers.layers)} layers in float (best tried: "
+                          f"{a.float_layers.selection_after:.1%}); the parity columns show what it gives")
+    return missed
+
+
 def _export_all(source: SourceModel, checkpoint: Path, folder: Path, options: ConvertOptions, images: _Images,
-                progress: Progress) -> list[tuple[Path, Format, Precision, Parity, Optional[str]]]:
-    """Write and check every requested artifact in `folder`."""
+                progress: Progress) -> list[tuple[Path, Format, Precision, Parity, Optional[str],
+                                                  Optional[FloatLayers]]]:
+    """Write and check every requested artifact in `folder` (int8 ones to the agreement target, if any)."""
     targets = options.targets()
     written = []
     for done, (fmt, precision) in enumerate(targets):
@@ -222,10 +263,17 @@ def _export_all(source: SourceModel, checkpoint: Path, folder: Path, options: Co
         with quiet_native():
             path = OUTPUT_FORMATS[fmt].exporter(source, folder / _artifact_name(checkpoint, fmt, precision),
                                                 precision, images.calibration, options)
-        min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
         progress(f"checking {fmt} {precision}", done, len(targets))
         parity = check_parity(path, precision, images.check_pixels, images.reference, images.truth)
-        written.append((path, fmt, precision, parity, min_runtime))
+        float_layers = None
+        variants = OUTPUT_FORMATS[fmt].int8_variants
+        if precision == "int8" and images.selection is not None and variants is not None:
+            reporting = CheckSplit(images.check_pixels, images.reference, images.truth, "")
+            with quiet_native():
+                parity, float_layers = reach_target(fmt, variants, source, path, images.calibration, options,
+                                                    images.selection, reporting, parity, progress)
+        min_runtime = _check_runtime(path, options) if fmt == "tflite" else None
+        written.append((path, fmt, precision, parity, min_runtime, float_layers))
     progress("done", len(targets), len(targets))
     return written
 
@@ -293,7 +341,9 @@ def write_manifest(report: ConvertReport, source: SourceModel) -> Path:
         "source": {"file": report.source.name, "sha256": source.metadata.source_sha256},
         "metadata": json.loads(source.metadata.to_json()),
         "check_images": {"folder": str(report.check_folder),
-                         "count": report.artifacts[0].parity.images if report.artifacts else 0},
+                         "count": report.artifacts[0].parity.images if report.artifacts else 0,
+                         **({"images": report.check_images} if report.check_images else {})},
+        **({"selection_images": report.selection_images} if report.selection_images else {}),
         "artifacts": [a.to_dict() for a in report.artifacts],
         "warnings": report.warnings,
     }

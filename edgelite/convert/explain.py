@@ -117,9 +117,8 @@ def explain_int8(checkpoint: Path, options: ConvertOptions, images: int = DEBUG_
     items = read_folder(options.calibration, limit=options.max_calibration_images)
     calibration = np.concatenate(list(pixel_batches([i.path for i in items], meta.input_height, meta.input_width,
                                                     meta.interpolation, decode=meta.decode)))
-    # spread over the sample (it is sorted by path, so by class)
-    debug = calibration[np.unique(np.linspace(0, len(calibration) - 1, max(1, images)).round().astype(int))]
-    names = {layer.name for layer in source.model.layers} | _inner_layer_names(source.model)
+    debug = debug_sample(calibration, images)
+    names = keras_layer_names(source.model)
     layers: list[LayerError] = []
     with quiet_native():
         if options.equalize:  # as the exporters do before int8, once for both formats here
@@ -133,6 +132,28 @@ def explain_int8(checkpoint: Path, options: ConvertOptions, images: int = DEBUG_
             layers += onnx_layer_errors(source, calibration, debug, names, options)
     progress("explain int8: done", 2, 2)
     return Int8Explanation(len(debug), len(calibration), tuple(layers))
+
+
+def debug_sample(calibration: np.ndarray, images: int = DEBUG_IMAGES) -> np.ndarray:
+    """`images` of the calibration images, spread over the sample (it is sorted by path, so by class)."""
+    return calibration[np.unique(np.linspace(0, len(calibration) - 1, max(1, images)).round().astype(int))]
+
+
+def keras_layer_names(model) -> set[str]:
+    """Names of the model's layers, nested models' layers included: what converted tensors are named after."""
+    return {layer.name for layer in model.layers} | _inner_layer_names(model)
+
+
+def rank_layers(fmt: Format, source: SourceModel, calibration: np.ndarray,
+                options: ConvertOptions) -> list[LayerError]:
+    """One format's per-layer int8 error on `DEBUG_IMAGES` of `calibration`, worst first (convert's target search).
+
+    `source` is taken as it is (the caller equalizes it as the exporters do).
+    """
+    debug, names = debug_sample(calibration), keras_layer_names(source.model)
+    if fmt == "tflite":
+        return tflite_layer_errors(source, calibration, debug, names)
+    return onnx_layer_errors(source, calibration, debug, names, dataclasses.replace(options, equalize=False))
 
 
 def tflite_layer_errors(source: SourceModel, calibration: np.ndarray, debug: np.ndarray,
@@ -298,5 +319,5 @@ def format_rows(layers: Sequence[LayerError]) -> list[list[str]]:
     return rows
 
 
-__all__ = ["DEBUG_IMAGES", "Int8Explanation", "LayerError", "explain_int8", "format_rows", "keras_layer",
-           "onnx_layer_errors", "tflite_layer_errors"]
+__all__ = ["DEBUG_IMAGES", "Int8Explanation", "LayerError", "debug_sample", "explain_int8", "format_rows", "rank_layers",
+           "keras_layer", "keras_layer_names", "onnx_layer_errors", "tflite_layer_errors"]

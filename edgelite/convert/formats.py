@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
-from edgelite.convert.onnx import export_onnx
-from edgelite.convert.tflite import export_tflite
+from edgelite.convert.onnx import OnnxInt8Variants, export_onnx
+from edgelite.convert.tflite import TfliteInt8Variants, export_tflite
 from edgelite.modes import Format, Precision
 
 if TYPE_CHECKING:
@@ -35,12 +35,15 @@ class OutputFormat:
         suffix: the file suffix of its artifacts.
         precisions: the precisions it can be written at, in the order they are written.
         exporter: writes one artifact of `source` at a precision and returns its path.
+        int8_variants: builds int8 variants with chosen layers left in float, for
+            an agreement target (edgelite/convert/agreement.py); None if the format cannot.
     """
 
     name: Format
     suffix: str
     precisions: tuple[Precision, ...]
     exporter: Exporter
+    int8_variants: Optional[Callable] = None
 
     def artifact_name(self, stem: str, precision: Precision) -> str:
         """The file name of this format's artifact of a checkpoint named `stem` at `precision`."""
@@ -48,6 +51,7 @@ class OutputFormat:
 
 
 OUTPUT_FORMATS: dict[Format, OutputFormat] = {entry.name: entry for entry in (
-    OutputFormat("tflite", ".tflite", ("float32", "float16", "dynamic", "int8"), export_tflite),
-    OutputFormat("onnx", ".onnx", ("float32", "int8"), export_onnx),
+    OutputFormat("tflite", ".tflite", ("float32", "float16", "dynamic", "int8"), export_tflite,
+                 TfliteInt8Variants),
+    OutputFormat("onnx", ".onnx", ("float32", "int8"), export_onnx, OnnxInt8Variants),
 )}

@@ -61,6 +61,15 @@ class ConvertOptions:
         mean: with preprocess "imagenet", the per-channel (R, G, B) mean in 0-1
             units to use instead of ImageNet's.
         std: the same for the standard deviation.
+        min_agreement: int8 target, a fraction (0.995 for 99.5%): keep the
+            fewest layers in float until the int8 artifact gives the source
+            model's top-1 class on this share of the selection images
+            (edgelite/convert/agreement.py).
+        max_drop: int8 target, a fraction (0.003 for 0.3 points): the largest
+            top-1 accuracy loss against the source model on the selection images.
+        selection: folder of images to choose the float layers on; without it,
+            every other image of each class in the check folder is used for the
+            choice and the rest for the reported parity.
     """
 
     formats: tuple[Format, ...] = FORMATS
@@ -80,6 +89,9 @@ class ConvertOptions:
     equalize: bool = True
     mean: Optional[tuple[float, ...]] = None
     std: Optional[tuple[float, ...]] = None
+    min_agreement: Optional[float] = None
+    max_drop: Optional[float] = None
+    selection: Optional[Path] = None
 
     def __post_init__(self) -> None:
         check_modes(self)
@@ -94,6 +106,36 @@ class ConvertOptions:
         if "int8" in self.precisions and self.calibration is None:
             raise OptionError("int8 needs real calibration images: pass --calibration DIR "
                               "(or leave int8 out with --precision)")
+        self._check_target()
+
+    @property
+    def has_target(self) -> bool:
+        """Whether an int8 agreement target (--min-agreement or --max-drop) is set."""
+        return self.min_agreement is not None or self.max_drop is not None
+
+    def _check_target(self) -> None:
+        """The agreement target needs int8 and images that calibrated nothing."""
+        if self.min_agreement is not None and not 0 < self.min_agreement <= 1:
+            raise OptionError(f"--min-agreement must be a percentage above 0 and at most 100, got "
+                              f"{self.min_agreement * 100:g}")
+        if self.max_drop is not None and not 0 <= self.max_drop <= 1:
+            raise OptionError(f"--max-drop must be from 0 to 100 points, got {self.max_drop * 100:g}")
+        if not self.has_target:
+            if self.selection is not None:
+                raise OptionError("--selection is used only with --min-agreement or --max-drop")
+            return
+        if "int8" not in self.precisions:
+            raise OptionError("--min-agreement and --max-drop apply to int8 artifacts: add int8 to --precision")
+        folders = [("--calibration", self.calibration), ("--check", self.check), ("--selection", self.selection)]
+        if self.check is None:
+            raise OptionError("--min-agreement and --max-drop choose layers on images that calibrated nothing: "
+                              "pass --check DIR, a folder other than --calibration")
+        given = [(name, Path(folder).resolve()) for name, folder in folders if folder is not None]
+        for i, (name, folder) in enumerate(given):
+            for other, other_folder in given[i + 1:]:
+                if folder == other_folder or folder in other_folder.parents or other_folder in folder.parents:
+                    raise OptionError(f"{name} {folder} and {other} {other_folder} share images; with an agreement "
+                                      "target, calibration, selection and check images must be apart")
 
     def _check_normalization(self) -> None:
         if (self.mean is not None or self.std is not None) and self.preprocess != "imagenet":

@@ -50,6 +50,9 @@ class ArtifactMetadata:
         precision: weights/activations precision of this artifact.
         source_sha256: sha256 of the checkpoint the artifact came from.
         edgelite_version: version of edgelite that wrote the artifact.
+        float_layers: int8 only: the layers `convert --min-agreement` kept in
+            float (empty for a plain int8 artifact, and for files written before
+            the field existed).
     """
 
     labels: tuple[str, ...]
@@ -65,10 +68,12 @@ class ArtifactMetadata:
     source_sha256: str = ""
     edgelite_version: str = ""
     format_version: int = FORMAT_VERSION
+    float_layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if isinstance(self.labels, list):  # JSON and callers give lists; the field is a tuple
-            object.__setattr__(self, "labels", tuple(self.labels))
+        for name in ("labels", "float_layers"):  # JSON and callers give lists; the fields are tuples
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         check_modes(self)
         _check_fields(self)
 
@@ -76,6 +81,10 @@ class ArtifactMetadata:
         """Serialise to a compact JSON string."""
         data = asdict(self)
         data["labels"] = list(self.labels)
+        if self.float_layers:
+            data["float_layers"] = list(self.float_layers)
+        else:  # a plain artifact's document stays byte for byte what it was before the field
+            del data["float_layers"]
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -124,6 +133,12 @@ def _check_fields(meta: ArtifactMetadata) -> None:
         raise OptionError(f"labels must be a list of strings, got {_shown(labels)}")
     if not 2 <= len(labels) <= MAX_LABELS:
         raise OptionError(f"expected 2 to {MAX_LABELS:,} labels, got {len(labels)}")
+    layers = meta.float_layers
+    if not isinstance(layers, tuple) or not all(isinstance(layer, str) for layer in layers):
+        raise OptionError(f"float_layers must be a list of strings, got {_shown(layers)}")
+    if len(layers) > MAX_LABELS or any(len(layer) > MAX_LABEL_LENGTH for layer in layers):
+        raise OptionError(f"float_layers must be at most {MAX_LABELS:,} names of at most {MAX_LABEL_LENGTH} "
+                          "characters")
     long = next((label for label in labels if len(label) > MAX_LABEL_LENGTH), None)
     if long is not None:
         raise OptionError(f"a label is {len(long):,} characters long; at most {MAX_LABEL_LENGTH} are allowed")

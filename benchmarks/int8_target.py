@@ -1,0 +1,174 @@
+"""Issue 18: int8 artifacts converted to an agreement target (`convert --min-agreement`), and the price.
+
+Converts a trained checkpoint to int8 TFLite and ONNX twice in one run (plain,
+then with `--min-agreement`), calibrating on the training images and splitting
+the validation images into a selection half (chooses the float layers) and a
+reporting half (the agreement and accuracy shown). Records per artifact the
+layers kept in float, agreement and accuracy before and after, and the latency
+of plain vs chosen artifact timed in turn by convert itself, with the machine
+(CPU model and flags, load average).
+
+    python benchmarks/int8_target.py CHECKPOINT [--target 99.5] [--out benchmarks/int8_target.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATASET = Path(os.environ.get("EDGELITE_BENCH_DATA", "/work/shared/datasets/clothing-small"))
+CHECK_IMAGES = 400  # more than the 341 validation images: all of them
+
+
+def machine() -> dict:
+    """CPU model and flags from /proc/cpuinfo, core count and load average."""
+    info: dict = {"cores": os.cpu_count(), "python": platform.python_version()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        info["cpu"] = fields.get("model name")
+        flags = set(fields.get("flags", "").split())
+        info["flags"] = sorted(flags & {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "fma", "sse4_2"})
+    except OSError:
+        pass
+    info["load_average"] = os.getloadavg()
+    return info
+
+
+def measure(checkpoint: Path, target: float, data: Path = DATASET) -> dict:
+    """Plain int8 and int8 to `target` (a fraction) of `checkpoint`, with what each costs."""
+    from edgelite.convert import ConvertOptions, convert
+
+    options = ConvertOptions(precisions=("int8",), calibration=data / "train", check=data / "validation",
+                             max_check_images=CHECK_IMAGES, min_agreement=target)
+    started, before = time.time(), machine()
+    with tempfile.TemporaryDirectory(prefix="edgelite-int8-target-") as out:
+        report = convert(checkpoint, Path(out), options)
+    rows = []
+    for artifact in report.artifacts:
+        chosen = artifact.float_layers
+        parity = artifact.parity
+        rows.append({"artifact": artifact.path.name, "format": artifact.format, **chosen.to_dict(),
+                     "reporting_images": parity.images, "reference_accuracy": parity.reference_accuracy,
+                     "drop_before": _drop(parity.reference_accuracy, chosen.accuracy_before),
+                     "drop_after": _drop(parity.reference_accuracy, chosen.accuracy_after)})
+    return {"checkpoint": checkpoint.name, "target": target, "selection_images": report.selection_images,
+            "check_images": report.check_images, "seconds": round(time.time() - started, 1),
+            "machine": before, "load_after": os.getloadavg(), "artifacts": rows}
+
+
+def calibration_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
+    """int8 ONNX top-1 agreement and accuracy on all validation images, per calibration method and weight bits.
+
+    The same float model, calibration images (convert's 500 training images) and
+    quantizer settings as `convert`, varying onnxruntime's calibrate_method and
+    reduce_range (7-bit weights, convert's default, vs 8-bit).
+    """
+    import dataclasses
+
+    import numpy as np
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod
+
+    from edgelite.convert import ConvertOptions
+    from edgelite.convert.equalize import equalize_separable
+    from edgelite.convert.onnx import _prepare, _quantize_prepared
+    from edgelite.convert.source import load_checkpoint
+    from edgelite.runtime.folder import pixel_batches, read_folder
+
+    source = load_checkpoint(checkpoint, None, None, None, None, label_folders=(data / "train",))
+    meta = source.metadata
+    options = ConvertOptions(precisions=("int8",), calibration=data / "train")
+
+    def pixels(folder: Path, limit: int) -> np.ndarray:
+        items = read_folder(folder, limit=limit)
+        return np.concatenate(list(pixel_batches([i.path for i in items], meta.input_height, meta.input_width,
+                                                 meta.interpolation, decode=meta.decode)))
+
+    calibration_pixels = pixels(data / "train", options.max_calibration_images)
+    check = pixels(data / "validation", CHECK_IMAGES)
+    truth = np.array([meta.labels.index(i.label) for i in read_folder(data / "validation", limit=CHECK_IMAGES)])
+    model, _ = equalize_separable(source.model, iter([calibration_pixels]))
+    reference = np.asarray(model.predict(check, batch_size=32, verbose=0)).argmax(1)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgelite-calibration-study-") as folder:
+        work = Path(folder)
+        model.export(str(work / "float32.onnx"), format="onnx", verbose=False)
+        prepared = _prepare(work / "float32.onnx", work)
+        for method in ("MinMax", "Percentile", "Entropy"):
+            for reduce_range in (True, False):
+                out = work / f"{method}-{reduce_range}.onnx"
+                started = time.time()
+                _quantize_prepared(prepared, out, lambda: (calibration_pixels[i:i + 32]
+                                                           for i in range(0, len(calibration_pixels), 32)),
+                                   reduce_range=reduce_range, calibrate_method=getattr(CalibrationMethod, method))
+                session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+                name = session.get_inputs()[0].name
+                outputs = np.concatenate([session.run(None, {name: check[i:i + 32].astype(np.float32)})[0]
+                                          for i in range(0, len(check), 32)]).argmax(1)
+                rows.append({"calibration": method, "weights": "7-bit" if reduce_range else "8-bit",
+                             "agreement": float((outputs == reference).mean()),
+                             "accuracy": float((outputs == truth).mean()),
+                             "reference_accuracy": float((reference == truth).mean()),
+                             "seconds": round(time.time() - started, 1)})
+                print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def _drop(reference, accuracy):
+    return None if reference is None or accuracy is None else reference - accuracy
+
+
+def render(result: dict) -> str:
+    """A RESULTS.md table of one measurement."""
+    m = result["machine"]
+    lines = [f"`{result['checkpoint']}`, target {result['target']:.1%} top-1 agreement; layers chosen on "
+             f"{result['selection_images']}; reported on {result['check_images']}. Convert took "
+             f"{result['seconds']} s. Machine: {m.get('cpu')}, {m['cores']} cores, flags {', '.join(m.get('flags', []))}; "
+             f"load average {m['load_average'][0]:.1f} before, {result['load_after'][0]:.1f} after (shared machine).",
+             "",
+             "| artifact | kept in float | agreement plain -> target | accuracy drop plain -> target | "
+             "latency plain -> target (ms, 1 image) | ratio | target met (selection) |",
+             "|---|---|---|---|---|---|---|"]
+    for row in result["artifacts"]:
+        drop = ("-" if row["drop_before"] is None or row["drop_after"] is None
+                else f"{row['drop_before'] * 100:.1f} -> {row['drop_after'] * 100:.1f} pts")
+        latency = ("-" if row["latency_ms"] is None
+                   else f"{row['latency_ms_plain']:.2f} -> {row['latency_ms']:.2f}")
+        ratio = "-" if row["latency_ratio"] is None else f"{row['latency_ratio']:.2f}x"
+        lines.append(f"| {row['artifact']} | {', '.join(row['layers']) or 'none'} | "
+                     f"{row['agreement_before']:.1%} -> {row['agreement_after']:.1%} | {drop} | {latency} | {ratio} | "
+                     f"{'yes' if row['met'] else 'no'} ({row['selection_before']:.1%} -> "
+                     f"{row['selection_after']:.1%}) |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--target", type=float, default=99.5, help="top-1 agreement in percent")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("int8_target.json"))
+    parser.add_argument("--calibration-study", action="store_true",
+                        help="also compare ONNX calibration methods and 7- vs 8-bit weights")
+    args = parser.parse_args()
+    result = measure(args.checkpoint, args.target / 100)
+    if args.calibration_study:
+        result["calibration_study"] = calibration_study(args.checkpoint)
+    runs = json.loads(args.out.read_text()) if args.out.is_file() else []
+    previous = next((r for r in runs if r["checkpoint"] == result["checkpoint"]), {})
+    if "calibration_study" in previous and "calibration_study" not in result:  # measured apart: keep it
+        result["calibration_study"] = previous["calibration_study"]
+    runs = [r for r in runs if r["checkpoint"] != result["checkpoint"]] + [result]
+    args.out.write_text(json.dumps(runs, indent=2) + "\n")
+    print(render(result))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
