@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from edgelite.atomic import ReportTarget
-from edgelite.bench.figures import save_png
+from edgelite.bench.figures import pyplot, save_png
 from edgelite.errors import DatasetError, OptionError
 from edgelite.modes import Progress, no_progress
 from edgelite.runtime.folder import read_folder
@@ -186,15 +186,7 @@ def plot_confusion(evaluation: Evaluation, path: Union[Path, ReportTarget]) -> P
 
 def confusion_figure(evaluation: Evaluation):
     """The figure `plot_confusion` saves (a matplotlib Figure; close it with `plt.close`)."""
-    try:
-        import matplotlib
-    except ImportError:
-        from edgelite.errors import missing_dependency
-
-        raise missing_dependency("matplotlib", "bench") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     matrix = np.asarray(evaluation.confusion)
     size = max(4.0, 0.6 * len(evaluation.classes) + 2)
     # Constrained layout and a two-line title over the whole figure: a long model name is never cut off.

@@ -6,6 +6,19 @@ from pathlib import Path
 from typing import Any, Union
 
 from edgelite.atomic import ReportTarget, report_file, report_target
+from edgelite.errors import missing_dependency
+
+
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no screen needed), or an install hint when it is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise missing_dependency("matplotlib", "bench") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_png(figure: Any, path: Union[Path, ReportTarget]) -> Path:

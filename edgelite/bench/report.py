@@ -10,8 +10,7 @@ from typing import Any, Union
 
 from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.bench.runner import BenchReport
-from edgelite.bench.figures import save_png
-from edgelite.errors import missing_dependency
+from edgelite.bench.figures import pyplot, save_png
 
 CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
                "size_bytes", "load_s", "first_inference_s", "cold_start_s", "runs", "latency_mean_ms",
@@ -75,12 +74,7 @@ def write_plot(report: BenchReport, path: Union[Path, ReportTarget]) -> Path:
 
 def bench_figure(report: BenchReport):
     """The figure `write_plot` saves (a matplotlib Figure; close it with `plt.close`)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise missing_dependency("matplotlib", "bench") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     measured = [row for row in report.rows if not row.get("error") and row.get("samples_ms")]
     prefix = _shared_prefix(measured)
