@@ -8,8 +8,10 @@ Rescaling layer. Only the [onnx-in] and [torch] extras install onnx2tf.
 
 from __future__ import annotations
 
+import sys
 import tempfile
-from typing import TYPE_CHECKING
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -21,12 +23,32 @@ if TYPE_CHECKING:
     from edgelite.convert.source import Normalization
 
 
+# While onnx2tf converts: deep graphs recurse deeply in its Python code, but never without bound.
+_CONVERT_RECURSION_LIMIT = 10_000
+
+
 def _import_onnx2tf():
+    # Importing onnx2tf sets the interpreter's recursion limit to the C int maximum. Left that way, a
+    # deeply nested JSON document (a hostile artifact's metadata, a request body) overflows the C stack
+    # and kills the process instead of raising RecursionError; so the limit is put back at once.
+    limit = sys.getrecursionlimit()
     try:
         import onnx2tf.onnx2tf as engine
     except ImportError:
         raise missing_dependency("onnx2tf", "onnx-in") from None
+    finally:
+        sys.setrecursionlimit(limit)
     return engine
+
+
+@contextmanager
+def _recursion_limit(limit: int) -> Iterator[None]:
+    before = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(before, limit))
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def keras_from_onnx(model, image: ImageInput, scaling: Normalization):
@@ -53,8 +75,9 @@ def keras_from_onnx(model, image: ImageInput, scaling: Normalization):
         # images do for that (parity on real ones is edgelite's), and convert must work offline.
         engine.download_test_image_data = lambda: _sample_images(image)
         try:
-            engine.convert(onnx_graph=graph, output_folder_path=work, output_signaturedefs=True,
-                           non_verbose=True, not_use_onnxsim=True)
+            with _recursion_limit(_CONVERT_RECURSION_LIMIT):
+                engine.convert(onnx_graph=graph, output_folder_path=work, output_signaturedefs=True,
+                               non_verbose=True, not_use_onnxsim=True)
         except Exception as exc:  # onnx2tf raises many kinds
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise ConversionError(f"onnx2tf could not convert the ONNX graph: {first}") from None

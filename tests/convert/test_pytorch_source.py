@@ -8,7 +8,10 @@ onnx2tf is not installed (the [torch] extra; .ci/run installs it).
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ from edgelite.runtime.folder import pixel_batches, read_folder
 from edgelite.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("onnx2tf")
+if importlib.util.find_spec("onnx2tf") is None:  # looked up, not imported: see the recursion-limit test
+    pytest.skip("could not find onnx2tf (the [onnx-in] extra)", allow_module_level=True)
 pytest.importorskip("onnxscript")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "clothing-mini"
@@ -194,6 +198,18 @@ def _pickle(path: Path, models):
 
 def _truncated(path: Path, models):
     path.write_bytes(models["pt2"].read_bytes()[:4000])
+
+
+def test_onnx2tf_leaves_the_recursion_limit_as_it_was():
+    """Importing onnx2tf sets the limit to the C int maximum: a deeply nested JSON document (a hostile
+    artifact's metadata) would then overflow the C stack and kill the process, not raise RecursionError."""
+    code = ("import json, sys\n"
+            "from edgelite.convert.onnx2tf import _import_onnx2tf\n"
+            "before = sys.getrecursionlimit(); _import_onnx2tf(); assert sys.getrecursionlimit() == before\n"
+            "try:\n    json.loads('[' * 1_000_000)\nexcept RecursionError:\n    print('RecursionError')\n")
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "RecursionError"
 
 
 @pytest.mark.parametrize("name, make, message", [
