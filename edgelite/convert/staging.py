@@ -88,12 +88,17 @@ class Staging:
         """
         folder = self.folder / "tmp"
         folder.mkdir(exist_ok=True)
-        before = tempfile.tempdir
+        before, environment = tempfile.tempdir, os.environ.get("TMPDIR")
         tempfile.tempdir = str(folder)
+        os.environ["TMPDIR"] = str(folder)  # TensorFlow's C++ side finds its temp folder there
         try:
             yield folder
         finally:
             tempfile.tempdir = before
+            if environment is None:
+                os.environ.pop("TMPDIR", None)
+            else:
+                os.environ["TMPDIR"] = environment
             shutil.rmtree(folder, ignore_errors=True)
 
     def set_aside(self, final: Path) -> None:
