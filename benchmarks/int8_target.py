@@ -9,6 +9,7 @@ of plain vs chosen artifact timed in turn by convert itself, with the machine
 (CPU model and flags, load average).
 
     python benchmarks/int8_target.py CHECKPOINT [--target 99.5] [--out benchmarks/int8_target.json]
+        [--calibration-study] [--sampling-study]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import sys
 import tempfile
 import time
@@ -122,6 +124,55 @@ def calibration_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
     return rows
 
 
+def balanced_sample(files_by_class: dict[str, list[Path]], budget: int, seed: int = 0) -> list[Path]:
+    """About `budget` files, the same number from every class (all of a class that has fewer), seeded."""
+    share = budget // len(files_by_class)
+    picked = []
+    for name in sorted(files_by_class):
+        files = sorted(files_by_class[name])
+        picked += files if len(files) <= share else random.Random(f"{seed}:{name}").sample(files, share)
+    return sorted(picked)
+
+
+def sampling_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
+    """Plain int8 TFLite and ONNX agreement on all validation images, per way of picking the calibration images.
+
+    "random" is convert's own pick (a seeded sample of 500 training images, so
+    the classes come in the training set's proportions); "balanced" takes 50
+    of each of the 10 classes. Each pick is linked into a folder per class and
+    handed to `convert` as --calibration, so both formats go through the
+    product's own path.
+    """
+    from edgelite.convert import ConvertOptions, convert
+    from edgelite.runtime.folder import class_files, read_folder
+
+    budget = ConvertOptions().max_calibration_images
+    picks = {"random": [item.path for item in read_folder(data / "train", limit=budget)],
+             "balanced": balanced_sample(class_files(data / "train"), budget)}
+    rows = []
+    for name, paths in picks.items():
+        with tempfile.TemporaryDirectory(prefix="edgelite-sampling-study-") as folder:
+            calibration = Path(folder) / "calibration"
+            for path in paths:
+                link = calibration / path.parent.name / path.name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                link.symlink_to(path)
+            options = ConvertOptions(precisions=("int8",), calibration=calibration, check=data / "validation",
+                                     max_check_images=CHECK_IMAGES)
+            started = time.time()
+            report = convert(checkpoint, Path(folder) / "out", options)
+            for artifact in report.artifacts:
+                parity = artifact.parity
+                per_class = {label: sum(1 for p in paths if p.parent.name == label)
+                             for label in sorted({p.parent.name for p in paths})}
+                rows.append({"sampling": name, "format": artifact.format, "calibration_images": len(paths),
+                             "per_class": per_class, "agreement": parity.top1_agreement,
+                             "accuracy": parity.accuracy, "reference_accuracy": parity.reference_accuracy,
+                             "images": parity.images, "seconds": round(time.time() - started, 1)})
+                print(rows[-1], file=sys.stderr, flush=True)
+    return rows
+
+
 def _drop(reference, accuracy):
     return None if reference is None or accuracy is None else reference - accuracy
 
@@ -157,14 +208,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("int8_target.json"))
     parser.add_argument("--calibration-study", action="store_true",
                         help="also compare ONNX calibration methods and 7- vs 8-bit weights")
+    parser.add_argument("--sampling-study", action="store_true",
+                        help="also compare random and class-balanced calibration images (plain int8, both formats)")
     args = parser.parse_args()
     result = measure(args.checkpoint, args.target / 100)
     if args.calibration_study:
         result["calibration_study"] = calibration_study(args.checkpoint)
+    if args.sampling_study:
+        result["sampling_study"] = sampling_study(args.checkpoint)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else []
     previous = next((r for r in runs if r["checkpoint"] == result["checkpoint"]), {})
-    if "calibration_study" in previous and "calibration_study" not in result:  # measured apart: keep it
-        result["calibration_study"] = previous["calibration_study"]
+    for study in ("calibration_study", "sampling_study"):
+        if study in previous and study not in result:  # measured apart: keep it
+            result[study] = previous[study]
     runs = [r for r in runs if r["checkpoint"] != result["checkpoint"]] + [result]
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
     print(render(result))

@@ -31,6 +31,8 @@ class BenchOptions:
         pick: name the fastest artifact within `max_drop` accuracy points of the
             reference (needs `data`); the report carries it in `pick`.
         max_drop: accuracy points the pick may lose against the reference.
+        min_agreement: with `pick`, the top-1 agreement with the reference (in
+            percent) the pick must also reach; None: no such floor.
         end_to_end: time decode + resize + inference per image on the `data` files
             as they are (with their pixel counts) and the folder rate through
             `Model.predict_iter` (needs `data`).
@@ -48,6 +50,7 @@ class BenchOptions:
     min_runs: int = 5
     pick: bool = False
     max_drop: float = 1.0
+    min_agreement: Optional[float] = None
     end_to_end: bool = False
 
     def __post_init__(self) -> None:
@@ -76,6 +79,10 @@ class BenchOptions:
             raise OptionError("--end-to-end needs real files: pass --data DIR")
         if self.max_drop < 0:
             raise OptionError(f"--max-drop is in accuracy points and cannot be negative, got {self.max_drop}")
+        if self.min_agreement is not None and not self.pick:
+            raise OptionError("--min-agreement is a condition of --pick: pass --pick too")
+        if self.min_agreement is not None and not 0 <= self.min_agreement <= 100:
+            raise OptionError(f"--min-agreement is a percentage between 0 and 100, got {self.min_agreement:g}")
 
     @property
     def timed_runs(self) -> Optional[int]:

@@ -12,7 +12,7 @@ from edgelite.atomic import ReportTarget, report_file, report_target
 from edgelite.bench.runner import BenchReport
 from edgelite.bench.figures import pyplot, save_png
 
-CSV_COLUMNS = ("name", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
+CSV_COLUMNS = ("name", "kind", "format", "precision", "float_layers", "backend", "backend_version", "threads", "batch",
                "size_bytes", "load_s", "first_inference_s", "cold_start_s", "runs", "latency_mean_ms",
                "latency_std_ms", "latency_min_ms", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms",
                "latency_p99_ms", "latency_max_ms", "throughput_ips", "preprocess_p50_ms", "rss_idle_mb",
@@ -34,6 +34,7 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
     flat["end_to_end_p50_ms"] = (row.get("end_to_end_ms") or {}).get("p50")
     flat["source_mp_p50"] = (row.get("source_megapixels") or {}).get("p50")
     flat["loadavg_1m"] = (row.get("loadavg") or [None])[0]
+    flat["float_layers"] = ";".join(row.get("float_layers") or []) or None
     return {key: "" if flat.get(key) is None else flat[key] for key in CSV_COLUMNS}
 
 

@@ -161,7 +161,8 @@ def run_bench(artifacts: Sequence[Path], options: BenchOptions, progress: Progre
     report = BenchReport(rows, options, machine, versions(), compared, notes=notes)
     if options.pick:
         try:
-            report.pick = pick_fastest(rows, (compared or {}).get("accuracy"), options.max_drop)
+            report.pick = pick_fastest(rows, (compared or {}).get("accuracy"), options.max_drop,
+                                       options.min_agreement)
         except (PickError, OptionError) as exc:  # no accuracy to compare: said in the report, not raised
             report.pick = {"max_drop": options.max_drop, "name": None, "error": str(exc)}
     return report

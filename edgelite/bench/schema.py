@@ -27,6 +27,8 @@ Row:
     format            "tflite", "onnx" or "keras"
     precision         float32, float16, dynamic, int8 (from the edgelite metadata;
                       null for files without it)
+    float_layers      int8 artifacts built by `convert --min-agreement`: the layers kept
+                      in float (empty for every other row)
     backend           "litert", "tflite-runtime", "tf.lite", "onnxruntime" or "tensorflow"
     backend_version   its version
     threads, batch    interpreter threads and images per call
@@ -79,7 +81,7 @@ SCHEMA_VERSION = "edgelite.bench/1"
 
 TOP_LEVEL_KEYS = ("schema", "edgelite_version", "created", "machine", "versions", "options", "reference",
                   "pick", "notes", "rows")
-ROW_KEYS = ("name", "path", "kind", "format", "precision", "backend", "backend_version", "threads", "batch",
+ROW_KEYS = ("name", "path", "kind", "format", "precision", "float_layers", "backend", "backend_version", "threads", "batch",
             "size_bytes", "input", "labels", "assumptions", "import_s", "load_s", "first_inference_s",
             "cold_start_s", "process_wall_s", "runs", "latency_ms", "samples_ms", "throughput_ips",
             "preprocess_ms", "preprocess_source", "rss_idle_mb", "peak_rss_mb", "rss_growth_mb", "loadavg",

@@ -72,6 +72,7 @@ def measure_artifact(job: "WorkerJob") -> dict:
     row: dict[str, Any] = {
         "format": model.format, "backend": model.backend.kind, "backend_version": model.backend.version,
         "precision": model.metadata.precision if model.metadata else None,
+        "float_layers": list(model.metadata.float_layers) if model.metadata else [],
         "input": {"shape": list(model.input.shape), "dtype": model.input.dtype.name,
                   "height": model.height, "width": model.width},
         "labels": list(model.labels), "assumptions": list(model.assumptions),
@@ -111,7 +112,7 @@ def measure_keras(job: "WorkerJob") -> dict:
     meta = model.metadata
     row: dict[str, Any] = {
         "format": "keras", "backend": "tensorflow", "backend_version": tf.__version__, "precision": "float32",
-        "input": {"shape": [-1, meta.input_height, meta.input_width, 3], "dtype": "float32",
+        "float_layers": [], "input": {"shape": [-1, meta.input_height, meta.input_width, 3], "dtype": "float32",
                   "height": meta.input_height, "width": meta.input_width},
         "labels": list(model.labels), "assumptions": list(model.source.notes),
         "import_s": imported - STARTED, "load_s": loaded - begin, "rss_idle_mb": rss_idle,

@@ -56,6 +56,18 @@ def table_rows(rows: list[dict], end_to_end: bool = False) -> list[list[str]]:
     return lines
 
 
+def _pick_extras(pick: dict) -> str:
+    """The pick line's agreement (when asked for) and the layers its int8 file keeps in float."""
+    text = ""
+    if pick.get("min_agreement") is not None and pick.get("agreement") is not None:
+        text += f", agreement {pick['agreement']:.1%} (at least {pick['min_agreement']:g}%)"
+    layers = pick.get("float_layers") or []
+    if layers:
+        text += f"; {len(layers)} layer{'s' if len(layers) > 1 else ''} kept in float: " + \
+            ", ".join(safe_text(name) for name in layers)
+    return text
+
+
 @click.command("bench")
 @click.argument("artifacts", metavar="ARTIFACT...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path),
@@ -76,14 +88,17 @@ def table_rows(rows: list[dict], end_to_end: bool = False) -> list[list[str]]:
 @click.option("--pick", is_flag=True, help="Name the fastest artifact within --max-drop of the reference accuracy.")
 @click.option("--max-drop", default=1.0, show_default=True, type=float,
               help="Accuracy points --pick may lose against the reference.")
+@click.option("--min-agreement", type=float, metavar="PCT",
+              help="With --pick: the pick must also agree with the reference's top-1 class on at least PCT% of "
+                   "the --data images.")
 @click.option("--end-to-end", is_flag=True,
               help="Also time decode + resize + inference of the --data files as they are, and the folder rate "
                    "through predict_iter.")
 @click.option("--timeout", default=1800.0, show_default=True, type=click.FloatRange(min=1),
               help="Seconds one row's process may take.")
 def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch: int, runs, seconds, warmup: int,
-                  reference, json_path, csv_path, plot_path, pick: bool, max_drop: float, end_to_end: bool,
-                  timeout: float) -> None:
+                  reference, json_path, csv_path, plot_path, pick: bool, max_drop: float,
+                  min_agreement: Optional[float], end_to_end: bool, timeout: float) -> None:
     """Measure .tflite/.onnx artifacts side by side, each thread count in a fresh process.
 
     Per row: load time, cold start, latency percentiles, throughput, memory,
@@ -98,7 +113,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
     Example:
       edgelite bench artifacts/*.tflite artifacts/*.onnx --threads 1,2 \\
           --data data/validation --reference model.keras --seconds 10 \\
-          --json bench.json --csv bench.csv --plot bench.png --pick --max-drop 1.0
+          --json bench.json --csv bench.csv --plot bench.png --pick --max-drop 1.0 --min-agreement 99
     """
     from edgelite.bench import BenchOptions, run_bench, write_csv, write_json, write_plot
 
@@ -107,7 +122,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
                for option, path in (("--json", json_path), ("--csv", csv_path), ("--plot", plot_path))}
     options = BenchOptions(threads=_threads(threads), batch=batch, runs=runs, seconds=seconds, warmup=warmup,
                            data=data, limit=limit, reference=reference, timeout=timeout, pick=pick,
-                           max_drop=max_drop, end_to_end=end_to_end)
+                           max_drop=max_drop, min_agreement=min_agreement, end_to_end=end_to_end)
     with ProgressBar() as progress:
         report = run_bench(list(artifacts), options, progress)
     for message in report.notes:
@@ -129,7 +144,7 @@ def bench_command(artifacts: tuple[Path, ...], data, limit, threads: str, batch:
         p = report.pick
         click.echo(f"pick: {safe_text(p['name'])} at {p['threads']} thread(s): p50 {p['latency_p50_ms']:.2f} ms, "
                    f"accuracy {p['accuracy']:.1%} (reference {p['reference_accuracy']:.1%}, "
-                   f"budget {p['max_drop']:g} points)")
+                   f"budget {p['max_drop']:g} points)" + _pick_extras(p))
     if report.pick and report.pick.get("error"):
         raise PickError(report.pick["error"])
     if report.failed:

@@ -23,3 +23,11 @@ def test_runs_default_and_seconds_budget():
     assert BenchOptions().timed_runs == DEFAULT_RUNS
     assert BenchOptions(seconds=2.0).timed_runs is None
     assert BenchOptions(runs=3).timed_runs == 3
+
+
+def test_min_agreement_belongs_to_pick_and_is_a_percentage(tmp_path):
+    with pytest.raises(OptionError, match="condition of --pick"):
+        BenchOptions(data=tmp_path, min_agreement=99.0)
+    with pytest.raises(OptionError, match="between 0 and 100"):
+        BenchOptions(data=tmp_path, pick=True, min_agreement=101.0)
+    assert BenchOptions(data=tmp_path, pick=True, min_agreement=99.5).min_agreement == 99.5

@@ -50,3 +50,25 @@ def test_pick_needs_a_reference_accuracy():
 def test_negative_budget_is_rejected():
     with pytest.raises(OptionError, match="cannot be negative"):
         pick_fastest(ROWS, 0.9, -1.0)
+
+
+def test_min_agreement_leaves_out_the_faster_artifact_that_disagrees():
+    rows = [dict(row("m_int8.tflite", 20.0, 0.900), agreement=0.97),
+            dict(row("m_int8_kept.tflite", 22.0, 0.900), agreement=0.996, float_layers=["block4_sep2"]),
+            dict(row("m_float32.tflite", 50.0, 0.900), agreement=1.0)]
+    assert pick_fastest(rows, 0.900, 1.0)["name"] == "m_int8.tflite"  # accuracy alone cannot tell them apart
+    pick = pick_fastest(rows, 0.900, 1.0, min_agreement=99.5)
+    assert (pick["name"], pick["agreement"], pick["float_layers"]) == ("m_int8_kept.tflite", 0.996, ["block4_sep2"])
+    assert pick["min_agreement"] == 99.5
+
+
+def test_no_artifact_reaching_the_agreement_is_an_error_that_says_what_to_do():
+    rows = [dict(row("m_int8.tflite", 20.0, 0.900), agreement=0.97), dict(row("m_x.onnx", 9.0, 0.9), agreement=None)]
+    with pytest.raises(PickError, match="convert with --min-agreement"):
+        pick_fastest(rows, 0.900, 1.0, min_agreement=99.0)
+
+
+@pytest.mark.parametrize("value", [-1.0, 100.5])
+def test_min_agreement_is_a_percentage(value):
+    with pytest.raises(OptionError, match="between 0 and 100"):
+        pick_fastest(ROWS, 0.9, 1.0, min_agreement=value)

@@ -10,6 +10,7 @@ and agrees again (in ONNX with the pooling after it, see OnnxInt8Variants).
 """
 
 import json
+import zipfile
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from edgelite.cli import cli
 from edgelite.convert import ConvertOptions, convert
 from edgelite.errors import OptionError
 from edgelite.runtime import load
+from edgelite.runtime.metadata import CHECKPOINT_METADATA, ArtifactMetadata
 from tests.conftest import COLORS, SIZE
 
 keras = pytest.importorskip("keras")
@@ -159,7 +161,6 @@ def test_cli_shows_the_price_and_which_images(fragile_checkpoint, color_data, tm
 
 def test_float_layers_metadata_round_trips_and_old_documents_read_as_none():
     from edgelite.errors import ModelFileError
-    from edgelite.runtime.metadata import ArtifactMetadata
 
     plain = ArtifactMetadata(labels=("a", "b"), input_height=8, input_width=8, precision="int8")
     assert "float_layers" not in json.loads(plain.to_json())  # a plain artifact's document is as before
@@ -186,3 +187,23 @@ def test_the_search_finds_the_fewest_layers_growing_then_bisecting(needed, avail
 
     assert _smallest_meeting(attempt, available) == (needed if needed <= available else None)
     assert tried == tries
+
+
+def test_bench_pick_weighs_the_kept_layers_and_names_them(plain, targeted, fragile_checkpoint, color_data, tmp_path):
+    fast, kept = (next(a.path for a in report.artifacts if a.format == "tflite") for report in (plain, targeted))
+    reference = tmp_path / "fragile.keras"  # the checkpoint with the labels convert took from the folders
+    reference.write_bytes(fragile_checkpoint.read_bytes())
+    meta = load(kept).metadata
+    with zipfile.ZipFile(reference, "a") as archive:
+        archive.writestr(CHECKPOINT_METADATA, ArtifactMetadata(meta.labels, meta.input_height, meta.input_width).to_json())
+    out = tmp_path / "bench.json"
+    result = CliRunner().invoke(cli, ["bench", str(fast), str(kept), "--data", str(color_data / "validation"),
+                                      "--reference", str(reference), "--runs", "3", "--warmup", "1",
+                                      "--pick", "--max-drop", "100", "--min-agreement", str(TARGET * 100),
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert {row["path"]: row["float_layers"] for row in report["rows"]} == \
+        {str(fast): [], str(kept): ["fragile"], str(reference): []}
+    assert report["pick"]["path"] == str(kept) and report["pick"]["float_layers"] == ["fragile"]
+    assert "1 layer kept in float: fragile" in result.stdout
