@@ -189,24 +189,53 @@ def note(message: str) -> None:
     click.echo(f"note: {safe_text(message)}", err=True)
 
 
+class Interrupts:
+    """The signal `interrupt_on_terminate` caught, so a swallowed interrupt is raised again.
+
+    Python runs a signal handler wherever the main thread is; when that is a
+    finalizer (`__del__`, a weakref callback) or a library's bare `except`,
+    the KeyboardInterrupt is printed as "ignored" or dropped and the work goes
+    on. `check()` raises it again, and `guard()` makes every progress call a
+    check, so a long run stops at its next step, before it publishes anything.
+    """
+
+    def __init__(self) -> None:
+        self.signal: Optional[int] = None
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a signal arrived in the block."""
+        if self.signal is not None:
+            raise KeyboardInterrupt
+
+    def guard(self, progress: Callable[[str, int, int], None]) -> Callable[[str, int, int], None]:
+        """`progress`, checking for a caught signal before each call."""
+        def checked(description: str, done: int, total: int) -> None:
+            self.check()
+            progress(description, done, total)
+        return checked
+
+
 @contextlib.contextmanager
-def interrupt_on_terminate() -> Iterator[None]:
+def interrupt_on_terminate() -> Iterator[Interrupts]:
     """Turn SIGTERM and SIGHUP into KeyboardInterrupt for the block, so its cleanup runs as on Ctrl-C.
 
     Their default action ends the process without running `finally` blocks,
-    which would leave a convert's staging folder behind.
+    which would leave a convert's staging folder behind. The block gets an
+    `Interrupts` to check at its own steps (see there).
     """
+    caught = Interrupts()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield caught
         return
 
     def interrupt(signum, frame):
+        caught.signal = signum
         raise KeyboardInterrupt
 
     wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
     previous = {number: signal.signal(number, interrupt) for number in wanted}
     try:
-        yield
+        yield caught
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler if handler is not None else signal.SIG_DFL)

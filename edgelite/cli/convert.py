@@ -116,7 +116,8 @@ def convert_command(checkpoint: Path, out: Path, precision: str, formats: str, c
         selection=selection,
     )
     failure = None
-    with interrupt_on_terminate(), ProgressBar() as progress:
+    with interrupt_on_terminate() as interrupts, ProgressBar() as bar:
+        progress = interrupts.guard(bar)  # a signal some library swallowed stops the run at its next step
         try:
             report = convert(checkpoint, out, options, progress)
         except ParityError as exc:  # everything was written: show it, then fail

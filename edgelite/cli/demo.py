@@ -72,8 +72,8 @@ def demo_command(data: Path, out: Path, classes: str, epochs: int, batch_size: i
     click.echo(f"2/3 converting {result.best_checkpoint.name} to every artifact", err=True)
     # The demo replaces its own earlier artifacts, so it runs twice in a row.
     options = ConvertOptions(calibration=data / "train", check=data / "validation", force=True)
-    with interrupt_on_terminate(), ProgressBar() as progress:
-        report = convert(result.best_checkpoint, artifacts, options, progress)
+    with interrupt_on_terminate() as interrupts, ProgressBar() as bar:
+        report = convert(result.best_checkpoint, artifacts, options, interrupts.guard(bar))
     for message in report.warnings:
         warn(message)
     images = report.artifacts[0].parity.images

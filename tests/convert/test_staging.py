@@ -126,6 +126,21 @@ def test_sigterm_and_sighup_interrupt_like_ctrl_c():
         assert signal.getsignal(number) == before
 
 
+def test_an_interrupt_a_library_swallowed_is_raised_at_the_next_step():
+    calls = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupt_on_terminate() as interrupts:
+            progress = interrupts.guard(lambda *args: calls.append(args))
+            progress("writing", 0, 2)
+            try:  # a finalizer or a bare `except` in a library: the KeyboardInterrupt goes nowhere
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except KeyboardInterrupt:
+                pass
+            progress("checking", 1, 2)  # the next step stops the run instead of going on
+    assert calls == [("writing", 0, 2)]
+
+
 # -- stale staging is judged by a lock -------------------------------------------------------------
 def _staging_folder(out: Path, name: str, marker: bool) -> Path:
     folder = out / f"{STAGING_PREFIX}{name}"
