@@ -31,7 +31,6 @@ pytest.importorskip("onnxscript")
 
 SAMPLES = Path(__file__).resolve().parents[2] / "examples" / "clothing-mini"
 SIZE = 32
-EPOCHS = 30
 
 
 def _pixels(folder: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -79,13 +78,13 @@ def train_and_save(folder: Path) -> dict:
     torch.manual_seed(0)
     pixels, truth, classes = _pixels(SAMPLES / "train")
     net = small_resnet(len(classes))
-    epochs = EPOCHS
+    epochs = 30
     optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 5e-3, total_steps=epochs * -(-len(pixels) // 32))
     inputs, targets = _normalized(pixels), torch.from_numpy(truth)
     threads = torch.get_num_threads()
-    # One thread: batches this small train ten times faster so on a loaded 2-core machine (200 s with two
-    # threads contending, 15 s with one), and the run does not depend on how work is split between threads.
+    # One thread: batches this small train about ten times faster that way on a loaded 2-core machine (200 s
+    # with two threads contending for the cores, 15 s with one).
     torch.set_num_threads(1)
     try:
         for _ in range(epochs):
