@@ -1,6 +1,6 @@
 """PyTorch in: edgelite's six artifacts next to the raw onnx2tf and litert-torch outputs, in one run.
 
-    PYTHONPATH=. python benchmarks/torch_sources.py [--out /tmp/torch-bench] [--runs 200]
+    PYTHONPATH=. python benchmarks/torch_sources.py [--out /tmp/torch-bench] [--runs 200] [--held-out DIR]
 
 Trains the small ResNet of tests/convert/test_pytorch_source.py on the sample
 photos, converts its .pt2 with edgelite, and converts it again with onnx2tf
@@ -10,6 +10,12 @@ validation photos (max |diff| of the logits, top-1 agreement) and timed on one
 image at a time (median of --runs, after 10 warm-up runs, 2 threads; .tflite
 files on the bare LiteRT interpreter, .onnx through edgelite.runtime). The raw
 files take normalised NCHW input, edgelite's raw 0-255 NHWC.
+
+With --held-out (clothing-small, by default where EDGELITE_BENCH_DATA points),
+a second table: int8 top-1 agreement on its validation photos (which the net
+never saw and nothing calibrated on), plain and with `--min-agreement` targets,
+the layers those keep in float chosen on 100 photos per class of its train
+split that examples/ does not hold.
 """
 
 from __future__ import annotations
@@ -80,10 +86,47 @@ def _row(name: str, path: Path, got: np.ndarray, expected: np.ndarray, ms: float
     return f"| {name} | {path.stat().st_size / 1024:.0f} KB | {diff:.2g} | {agreement:.0%} | {ms:.3f} |"
 
 
+def _selection(held_out: Path, samples: Path, folder: Path, per_class: int = 100) -> Path:
+    """Symlinks to `per_class` photos of each class of held_out/train that `samples` does not hold."""
+    seen = {p.name for p in samples.rglob("*.jpg")}
+    for classes in sorted(p for p in (held_out / "train").iterdir() if p.is_dir()):
+        (folder / classes.name).mkdir(parents=True)
+        for photo in [p for p in sorted(classes.iterdir()) if p.name not in seen][:per_class]:
+            (folder / classes.name / photo.name).symlink_to(photo)
+    return folder
+
+
+def _target_rows(pt2: Path, samples: Path, held_out: Path, out: Path) -> list[str]:
+    """int8 agreement on held_out/validation, plain and for two targets; layers chosen on held-out train photos."""
+    from edgelite.convert import ConvertOptions, convert
+
+    selection = _selection(held_out, samples, out / "selection")
+    rows = []
+    for target in (None, 0.99, 0.995):
+        report = convert(pt2, out / f"target-{target}", ConvertOptions(
+            precisions=("int8",), calibration=samples / "train", check=held_out / "validation",
+            selection=selection if target else None, preprocess="imagenet", min_agreement=target,
+            max_check_images=1000))
+        for artifact in report.artifacts:
+            chosen, parity = artifact.float_layers, artifact.parity
+            if chosen is None:
+                rows.append(f"| {artifact.path.name} | plain | 0 | {parity.top1_agreement:.1%} of {parity.images} "
+                            f"| - | - |")
+                continue
+            latency = "-" if chosen.latency_ms is None else f"{chosen.latency_ms_plain:.3f} -> {chosen.latency_ms:.3f}"
+            rows.append(f"| {artifact.path.name} | {target:.1%} | {len(chosen.nodes)} (tried "
+                        f"{', '.join(str(k) for k, _ in chosen.tried) or '-'}) | {parity.top1_agreement:.1%} of "
+                        f"{parity.images} | {chosen.selection_before:.1%} -> {chosen.selection_after:.1%} of "
+                        f"{chosen.selection_images} | {latency} |")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/edgelite-torch-bench"))
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--held-out", type=Path,
+                        default=Path(os.environ.get("EDGELITE_BENCH_DATA", "/work/shared/datasets/clothing-small")))
     args = parser.parse_args()
     import torch
 
@@ -132,10 +175,19 @@ def main() -> None:
         rows.append(_tflite_row("litert-torch float32", path, nchw, expected, args.runs))
     except Exception as exc:
         rows.append(f"| litert-torch | - | - | - | {type(exc).__name__}: {str(exc).splitlines()[0][:80]} |")
-    print(f"machine: {_machine()}; load average {load_start[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end")
+    load_mid = os.getloadavg()
+    targets = _target_rows(models["pt2"], SAMPLES, args.held_out, args.out) if args.held_out.is_dir() else []
+    print(f"machine: {_machine()}; load average {load_start[0]:.2f} at the start, {load_mid[0]:.2f} after the "
+          f"first table, {os.getloadavg()[0]:.2f} at the end")
     print("| file | size | max abs diff vs torch | top-1 agreement | median ms, 1 image |")
     print("| --- | --- | --- | --- | --- |")
     print("\n".join(rows))
+    if targets:
+        print(f"\nint8 on {args.held_out}/validation (unseen by the net, calibration and selection):")
+        print("| artifact | target | ops kept in float | top-1 agreement | on the selection photos, plain -> chosen "
+              "| median ms plain -> chosen |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        print("\n".join(targets))
 
 
 if __name__ == "__main__":

@@ -158,15 +158,20 @@ class OnnxInt8Variants:
         import onnx
 
         model = source.model
-        if options.equalize:
+        if options.equalize and source.onnx_graph is None:
             model, _ = equalize_separable(model, calibration())
         self._source = dataclasses.replace(source, model=model)
         self._calibration = calibration
         float_path = work / "float32.onnx"
-        try:
-            model.export(str(float_path), format="onnx", verbose=False)
-        except Exception as exc:  # tf2onnx raises many kinds
-            raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+        if source.onnx_graph is not None:
+            # a PyTorch or ONNX source: its own graph, as export_onnx writes it, so the debugger's
+            # tensor names (from that graph) name nodes here; tf2onnx's graph would match none of them
+            float_path.write_bytes(source.onnx_graph)
+        else:
+            try:
+                model.export(str(float_path), format="onnx", verbose=False)
+            except Exception as exc:  # tf2onnx raises many kinds
+                raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
         self._prepared = _prepare(float_path, work)
         self._cache = work / "calibration.json"
         nodes = onnx.load(str(self._prepared)).graph.node
