@@ -245,7 +245,11 @@ def _write_artifacts(source: SourceModel, checkpoint: Path, out: Path, options: 
 def _missed_targets(artifacts: list[ArtifactReport]) -> list[str]:
     missed = []
     for a in artifacts:
-        if a.float_layers is not None and not a.float_layers.met:
+        if a.float_layers is not None and not a.float_layers.met and not a.float_layers.tried:
+            missed.append(f"{a.path.name} misses the target ({a.float_layers.target}) on the selection images, and "
+                          "no layer could be kept in float: none of the layers ranked by their int8 error was found "
+                          "in its int8 graph; it is plain int8")
+        elif a.float_layers is not None and not a.float_layers.met:
             missed.append(f"{a.path.name} misses the target ({a.float_layers.target}) on the selection images with "
                           f"{len(a.float_layers.layers)} layers in float (best tried: "
                           f"{a.float_layers.selection_after:.1%}); the parity columns show what it gives")

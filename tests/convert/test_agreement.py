@@ -207,3 +207,21 @@ def test_bench_pick_weighs_the_kept_layers_and_names_them(plain, targeted, fragi
         {str(fast): [], str(kept): ["fragile"], str(reference): []}
     assert report["pick"]["path"] == str(kept) and report["pick"]["float_layers"] == ["fragile"]
     assert "1 layer kept in float: fragile" in result.stdout
+
+
+@pytest.mark.parametrize("tried, says", [
+    ((), "no layer could be kept in float: none of the layers ranked by their int8 error was found in its int8 graph"),
+    (((1, 0.9), (2, 0.93)), "with 0 layers in float (best tried: 93.0%)"),
+])
+def test_a_missed_target_says_whether_any_variant_was_tried(tmp_path, tried, says):
+    from edgelite.convert import ArtifactReport, _missed_targets
+    from edgelite.convert.agreement import FloatLayers
+    from edgelite.convert.parity import Parity
+
+    parity = Parity(10, 0.1, 0.9, None, None, True)
+    layers = FloatLayers("top-1 agreement >= 99.5%", (), (), False, 10, 0.9, 0.93 if tried else 0.9, 0.9, 0.9,
+                         None, None, tried=tried)
+    [message] = _missed_targets([ArtifactReport(tmp_path / "m_int8.onnx", "onnx", "int8", 1, "0" * 64, parity,
+                                                float_layers=layers)])
+    assert message.startswith("m_int8.onnx misses the target (top-1 agreement >= 99.5%) on the selection images")
+    assert says in message
