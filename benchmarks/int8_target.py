@@ -8,8 +8,8 @@ layers kept in float, agreement and accuracy before and after, and the latency
 of plain vs chosen artifact timed in turn by convert itself, with the machine
 (CPU model and flags, load average).
 
-    python benchmarks/int8_target.py CHECKPOINT [--target 99.5] [--out benchmarks/int8_target.json]
-        [--calibration-study] [--sampling-study]
+    python benchmarks/int8_target.py CHECKPOINT [--target 99.5] [--selection-images N]
+        [--out benchmarks/int8_target.json] [--calibration-study] [--sampling-study] [--studies-only]
 """
 
 from __future__ import annotations
@@ -44,15 +44,43 @@ def machine() -> dict:
     return info
 
 
-def measure(checkpoint: Path, target: float, data: Path = DATASET) -> dict:
-    """Plain int8 and int8 to `target` (a fraction) of `checkpoint`, with what each costs."""
+def link_files(paths: list[Path], folder: Path) -> Path:
+    """`folder`/<class>/<name> symlinks to `paths` (whose parent folder is their class)."""
+    for path in paths:
+        link = folder / path.parent.name / path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path)
+    return folder
+
+
+def unused_training_images(data: Path, count: int) -> list[Path]:
+    """`count` training images that convert's calibration sample does not hold (seeded)."""
+    from edgelite.convert import ConvertOptions
+    from edgelite.runtime.folder import read_folder
+
+    budget = ConvertOptions.__dataclass_fields__["max_calibration_images"].default
+    calibration = {item.path for item in read_folder(data / "train", limit=budget)}
+    rest = [item.path for item in read_folder(data / "train") if item.path not in calibration]
+    return sorted(random.Random(1).sample(rest, min(count, len(rest))))
+
+
+def measure(checkpoint: Path, target: float, data: Path = DATASET, selection_images: int = 0) -> dict:
+    """Plain int8 and int8 to `target` (a fraction) of `checkpoint`, with what each costs.
+
+    With `selection_images`, that many training images outside the calibration
+    sample choose the float layers and all validation images report; else
+    convert splits the validation images in two.
+    """
     from edgelite.convert import ConvertOptions, convert
 
-    options = ConvertOptions(precisions=("int8",), calibration=data / "train", check=data / "validation",
-                             max_check_images=CHECK_IMAGES, min_agreement=target)
     started, before = time.time(), machine()
     with tempfile.TemporaryDirectory(prefix="edgelite-int8-target-") as out:
-        report = convert(checkpoint, Path(out), options)
+        selection = (link_files(unused_training_images(data, selection_images), Path(out) / "selection")
+                     if selection_images else None)
+        options = ConvertOptions(precisions=("int8",), calibration=data / "train", check=data / "validation",
+                                 max_check_images=max(CHECK_IMAGES, selection_images), min_agreement=target,
+                                 selection=selection)
+        report = convert(checkpoint, Path(out) / "artifacts", options)
     rows = []
     for artifact in report.artifacts:
         chosen = artifact.float_layers
@@ -73,8 +101,6 @@ def calibration_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
     quantizer settings as `convert`, varying onnxruntime's calibrate_method and
     reduce_range (7-bit weights, convert's default, vs 8-bit).
     """
-    import dataclasses
-
     import numpy as np
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod
@@ -146,17 +172,13 @@ def sampling_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
     from edgelite.convert import ConvertOptions, convert
     from edgelite.runtime.folder import class_files, read_folder
 
-    budget = ConvertOptions().max_calibration_images
+    budget = ConvertOptions.__dataclass_fields__["max_calibration_images"].default  # convert's default: 500
     picks = {"random": [item.path for item in read_folder(data / "train", limit=budget)],
              "balanced": balanced_sample(class_files(data / "train"), budget)}
     rows = []
     for name, paths in picks.items():
         with tempfile.TemporaryDirectory(prefix="edgelite-sampling-study-") as folder:
-            calibration = Path(folder) / "calibration"
-            for path in paths:
-                link = calibration / path.parent.name / path.name
-                link.parent.mkdir(parents=True, exist_ok=True)
-                link.symlink_to(path)
+            calibration = link_files(paths, Path(folder) / "calibration")
             options = ConvertOptions(precisions=("int8",), calibration=calibration, check=data / "validation",
                                      max_check_images=CHECK_IMAGES)
             started = time.time()
@@ -210,18 +232,32 @@ def main() -> None:
                         help="also compare ONNX calibration methods and 7- vs 8-bit weights")
     parser.add_argument("--sampling-study", action="store_true",
                         help="also compare random and class-balanced calibration images (plain int8, both formats)")
+    parser.add_argument("--selection-images", type=int, default=0, metavar="N",
+                        help="choose the float layers on N training images outside the calibration sample and "
+                             "report on all validation images [default: half the validation images each]")
+    parser.add_argument("--studies-only", action="store_true",
+                        help="run only the studies asked for; keep the recorded target measurement of this checkpoint")
     args = parser.parse_args()
-    result = measure(args.checkpoint, args.target / 100)
+    runs = json.loads(args.out.read_text()) if args.out.is_file() else []
+
+    def same(record: dict) -> bool:  # one record per checkpoint and way of choosing
+        return (record["checkpoint"], record.get("selection_from_train", 0)) == \
+            (args.checkpoint.name, args.selection_images)
+
+    previous = next((r for r in runs if same(r)), {})
+    if args.studies_only and not previous:
+        parser.error(f"{args.out} holds no measurement of {args.checkpoint.name} to add studies to")
+    result = dict(previous) if args.studies_only else \
+        measure(args.checkpoint, args.target / 100, selection_images=args.selection_images)
     if args.calibration_study:
         result["calibration_study"] = calibration_study(args.checkpoint)
     if args.sampling_study:
         result["sampling_study"] = sampling_study(args.checkpoint)
-    runs = json.loads(args.out.read_text()) if args.out.is_file() else []
-    previous = next((r for r in runs if r["checkpoint"] == result["checkpoint"]), {})
     for study in ("calibration_study", "sampling_study"):
         if study in previous and study not in result:  # measured apart: keep it
             result[study] = previous[study]
-    runs = [r for r in runs if r["checkpoint"] != result["checkpoint"]] + [result]
+    result["selection_from_train"] = args.selection_images
+    runs = [r for r in runs if not same(r)] + [result]
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
     print(render(result))
 
