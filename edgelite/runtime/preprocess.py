@@ -244,6 +244,7 @@ def preprocess(
     width: int,
     interpolation: Interpolation = "bilinear",
     decode: Decode = "fast",
+    as_uint8: bool = False,
 ) -> PreparedImage:
     """Turn an image into a float32 (height, width, 3) array of raw 0-255 RGB.
 
@@ -255,6 +256,11 @@ def preprocess(
     the model input, then resizes with `interpolation`. A JPEG under 2x the
     input and every other format decode exactly as with `decode="exact"`,
     which always decodes every pixel first.
+
+    With `as_uint8`, an image decoded from a path, bytes or a PIL image comes
+    back as uint8 instead: the same values without the float32 copy (an array
+    already at the model's size is returned as float32 either way: its values
+    may be fractional).
 
     Raises:
         ImageError: the image cannot be read, has the wrong shape, or is over
@@ -274,4 +280,4 @@ def preprocess(
         image = image.resize((width, height), resample)
     if image.mode != "RGB":  # grey from a 16-bit image: resizing one band then widening gives the same pixels
         image = image.convert("RGB")
-    return PreparedImage(np.asarray(image, dtype=np.float32), notes)
+    return PreparedImage(np.asarray(image, dtype=np.uint8 if as_uint8 else np.float32), notes)
