@@ -169,14 +169,17 @@ class Model:
                                  "the file is inconsistent: convert the checkpoint again")
 
     # -- running --------------------------------------------------------------
-    def prepare(self, source: ImageSource, as_uint8: bool = False) -> PreparedImage:
+    def prepare(self, source: ImageSource, as_uint8: bool = False,
+                on_header: Optional[Callable[[int], None]] = None) -> PreparedImage:
         """Decode and resize one image the way this model was trained.
 
         With `as_uint8`, an image decoded from a file, bytes or a PIL image
         comes back as uint8 (the same values, a quarter of the memory, and
-        `run` converts it in fewer passes); an array source stays float32.
+        `run` converts it in fewer passes); an array at the input size stays
+        float32. `on_header` is `preprocess`'s: told the decoded size first.
         """
-        return preprocess(source, self.height, self.width, self.interpolation, self.decode, as_uint8=as_uint8)
+        return preprocess(source, self.height, self.width, self.interpolation, self.decode, as_uint8=as_uint8,
+                          on_header=on_header)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output.

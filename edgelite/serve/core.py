@@ -31,9 +31,9 @@ import numpy as np
 from edgelite.errors import ImageError, ModelFileError, OptionError, RequestError
 from edgelite.runtime import Model, PreparedImage, load
 from edgelite.runtime.describe import describe_model
-from edgelite.runtime.preprocess import decoded_bytes
 from edgelite.serve.admission import DecodeBudget, Readers, give_back_memory
 from edgelite.serve.metrics import Metrics
+from edgelite.serve.threads import in_thread, wait_at_most
 from edgelite.serve.options import ServeOptions
 
 log = logging.getLogger("edgelite.serve")
@@ -158,7 +158,7 @@ class ModelCore:
     # -- off the event loop -------------------------------------------------------
     async def in_decode_pool(self, function: Callable[..., T], *args) -> T:
         """Run CPU work (decoding, parsing tensors) on the shared decode threads."""
-        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, function, *args)
+        return await in_thread(self._decode_pool, function, *args)
 
     async def decode(self, data: Union[bytes, np.ndarray], what: str = "the upload",
                      model: Optional[Model] = None) -> tuple[PreparedImage, Model]:
@@ -188,15 +188,26 @@ class ModelCore:
         """On a decode thread: the decoded image if the budget has room for it now, else its size in bytes.
 
         The header says what decoding will take: the decoded image and about as much again for its conversion.
+        The image is opened once: its header is read, the budget asked, then the same image decoded.
         """
-        size = decoded_bytes(data)
-        cost = self._budget.cost(2 * size)
-        if not self._budget.try_take(cost):
-            return size
+        taken: list[int] = []
+
+        def admit(size: int) -> None:
+            cost = self._budget.cost(2 * size)
+            if not self._budget.try_take(cost):
+                raise _NoRoom(size)
+            taken.append(cost)
+            taken.append(size)
+
         try:
-            return self._decode_held(model, data, size)
+            return model.prepare(data, as_uint8=True, on_header=admit)  # uint8: batched without a float copy
+        except _NoRoom as no_room:
+            return no_room.size
         finally:
-            self._budget.give(cost)
+            if taken:
+                self._budget.give(taken[0])
+                if taken[1] >= self.options.decode_budget_bytes // 8:
+                    give_back_memory(taken[1])
 
     def _decode_held(self, model: Model, data: bytes, size: int) -> PreparedImage:
         try:
@@ -255,7 +266,7 @@ class ModelCore:
                 if timeout <= 0:
                     break
                 self._arrived.clear()
-                if not await _wait(self._arrived, timeout):
+                if not await wait_at_most(self._arrived, timeout):
                     break
             if self._closing:
                 break
@@ -281,8 +292,7 @@ class ModelCore:
         model = batch[0].model
         started = loop.time()
         try:
-            scores, order = await loop.run_in_executor(self._infer_pool, _scores, model,
-                                                       [job.pixels for job in batch])
+            scores, order = await in_thread(self._infer_pool, _scores, model, [job.pixels for job in batch])
         except Exception as exc:
             for job in batch:
                 if not job.future.done():
@@ -308,17 +318,12 @@ class ModelCore:
         log.info("model %s: now serving %s (%s, %s)", self.name, new.path, _precision(new), new.backend_name)
 
 
-async def _wait(event: asyncio.Event, seconds: float) -> bool:
-    """Wait for `event` at most `seconds`; False on timeout (on 3.11+ without the task wait_for makes)."""
-    try:
-        if hasattr(asyncio, "timeout"):
-            async with asyncio.timeout(seconds):
-                await event.wait()
-        else:
-            await asyncio.wait_for(event.wait(), seconds)
-    except asyncio.TimeoutError:
-        return False
-    return True
+class _NoRoom(Exception):
+    """The decode budget has no room now for an image of `size` decoded bytes."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
 
 
 def _joined(pixels: list[np.ndarray]) -> np.ndarray:
