@@ -65,6 +65,9 @@ def test_uint8_and_float32_pixels_give_the_same_output_and_results_are_not_reuse
     as_float = model.run(pixels.astype(np.float32))
     as_uint8 = model.run(pixels)
     np.testing.assert_array_equal(as_float, as_uint8)
+    read_only = pixels.copy()
+    read_only.setflags(write=False)  # what np.asarray gives for a decoded PIL image
+    np.testing.assert_array_equal(model.run(read_only), as_uint8)
     kept = as_uint8.copy()
     model.run(255 - pixels)
     np.testing.assert_array_equal(as_uint8, kept)  # an earlier result is not a buffer the next call reuses
