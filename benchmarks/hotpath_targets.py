@@ -106,12 +106,14 @@ def main() -> int:
                            None if big_ratio is None else big_ratio >= 0.95, f"(load {big['loadavg_end'][0]:.2f})"))
     report["loadavg_end"] = list(os.getloadavg())
     print("\n".join(lines))
-    print(f"  small model: {small['good_throughput_ips']:.1f} served img/s, bench {small['bench_throughput_ips'] or 0:.1f}"
-          f" img/s, event-loop thread {small['server_loop_cpu_ms_per_request']:.2f} ms/request, mean batch "
-          f"{small['mean_batch_size'] or 0:.2f}; stream: decode {stream['decode_ips']:.0f}, inference "
+    print(f"  small model: {small['good_throughput_ips']:.1f} served img/s, "
+          f"bench {small['bench_throughput_ips'] or 0:.1f} img/s, event-loop thread "
+          f"{small['server_loop_cpu_ms_per_request']:.2f} ms/request, mean batch {small['mean_batch_size'] or 0:.2f}; "
+          f"stream: decode {stream['decode_ips']:.0f}, inference "
           f"{stream['inference_ips']:.0f}, predict_iter {stream['predict_iter_ips']:.0f}, loop "
           f"{loop['one_at_a_time_v010_ips']:.0f} img/s; both stages on the shared cores allow "
-          f"{stream['shared_cores_bound_ips']:.0f} img/s (predict_iter at {stream['predict_iter_over_shared_cores_bound']:.2f}x)")
+          f"{stream['shared_cores_bound_ips']:.0f} img/s "
+          f"(predict_iter at {stream['predict_iter_over_shared_cores_bound']:.2f}x)")
     print(f"load average at the end {report['loadavg_end'][0]:.2f}")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")

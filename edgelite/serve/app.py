@@ -68,8 +68,8 @@ def create_app(models: Union[Mapping[str, Model], Sequence[Model]],
         return Response(body, headers={"Content-Type": content_type})
 
     # /predict first: the router tries routes in order, and it is the route every upload takes
-    routes = [*predict_api.routes(core), Route("/", index, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              *v2.routes(core)]
+    routes = [*predict_api.routes(core), Route("/", index, methods=["GET"]),
+              Route("/metrics", metrics, methods=["GET"]), *v2.routes(core)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_exception},
                     middleware=[Middleware(RequestLog, metrics=core.metrics)])
     app.state.core = core

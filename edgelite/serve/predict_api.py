@@ -22,7 +22,8 @@ def routes(core: InferenceCore) -> list[Route]:
         started = time.perf_counter()
         model_core = core.get(request.path_params.get("name"))
         request.scope[MODEL] = model_core.name
-        k = top_k(request.query_params, core.options.top_k)
+        # No query string (the usual upload): the default, without building Starlette's QueryParams
+        k = top_k(request.query_params, core.options.top_k) if request.scope.get("query_string") else core.options.top_k
         content_type = request.headers.get("content-type")
         check_upload_type(content_type)
         limit = core.options.max_upload_bytes

@@ -39,7 +39,8 @@ def test_the_input_tensor_holds_the_same_numbers_as_the_whole_array_steps(dtype,
     spec = TensorSpec("image", (-1, 6, 5, 3), np.dtype(dtype), scale, zero_point)
     convert = InputTensor(spec, *scaling_factors(scaling))
     rng = np.random.default_rng(0)
-    sources = [rng.integers(0, 256, (2, 6, 5, 3)).astype(np.uint8), rng.integers(0, 256, (2, 6, 5, 3)).astype(np.float32),
+    sources = [rng.integers(0, 256, (2, 6, 5, 3)).astype(np.uint8),
+               rng.integers(0, 256, (2, 6, 5, 3)).astype(np.float32),
                (rng.random((2, 6, 5, 3)) * 300 - 20).astype(np.float32), rng.random((2, 6, 5, 3)) * 255,
                np.full((2, 6, 5, 3), 127.5, np.float32), rng.integers(-5, 300, (2, 6, 5, 3))]
     for pixels in sources:
