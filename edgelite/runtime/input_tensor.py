@@ -4,22 +4,21 @@
 (a float copy, scale, offset, a cast, divide, round, add, clip, a cast), each
 into a new array. `InputTensor` does the same arithmetic, in the same order
 and float32 precision (so the integers fed to the model are the same), in
-place in a work buffer kept per thread and batch shape, and skips the steps
-that are identities (a scale of 1, an offset or zero point of 0). An 8-bit
-batch for a uint8 input that takes raw pixels needs no pass at all.
+place in a work buffer kept per thread (as large as its largest batch so far;
+a smaller batch uses the front of it), and skips the steps that are
+identities (a scale of 1, an offset or zero point of 0). An 8-bit batch for
+a uint8 input that takes raw pixels needs no pass at all.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Union
 
 import numpy as np
 
 from edgelite.runtime.backends import TensorSpec
-
-# Buffer shapes kept per thread; more batch sizes than this and the cache starts again (bounded memory).
-MAX_BUFFERS = 8
 
 Factor = Union[float, tuple[float, ...]]
 
@@ -33,8 +32,8 @@ class InputTensor:
 
     Safe to call from several threads: each thread has its own buffers. The
     array returned may be such a buffer (or the caller's own uint8 pixels), so
-    it is valid until the same thread converts its next batch of that shape;
-    the backend copies it into the interpreter before then.
+    it is valid until the same thread converts its next batch; the backend
+    copies it into the interpreter before then.
     """
 
     def __init__(self, spec: TensorSpec, scale: Factor, offset: Factor):
@@ -79,17 +78,12 @@ class InputTensor:
         return out
 
     def _buffer(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        """This thread's `role` buffer as an array of `shape`: one allocation per role, grown when a batch is larger."""
         buffers = getattr(self._local, "buffers", None)
-        if buffers is None or len(buffers) >= MAX_BUFFERS:
-            buffers = self._local.buffers = {} if buffers is None else _keep_recent(buffers)
-        key = (role, shape)
-        buffer = buffers.get(key)
-        if buffer is None:
-            buffer = buffers[key] = np.empty(shape, dtype)
-        return buffer
-
-
-def _keep_recent(buffers: dict) -> dict:
-    """Drop the oldest half of a full buffer cache (dicts keep insertion order)."""
-    items = list(buffers.items())
-    return dict(items[len(items) // 2:])
+        if buffers is None:
+            buffers = self._local.buffers = {}
+        count = math.prod(shape)
+        flat = buffers.get(role)
+        if flat is None or flat.size < count:
+            flat = buffers[role] = np.empty(count, dtype)
+        return flat[:count].reshape(shape)

@@ -50,6 +50,9 @@ def test_the_input_tensor_holds_the_same_numbers_as_the_whole_array_steps(dtype,
         assert first.dtype == expected.dtype
         np.testing.assert_array_equal(first, expected)
         np.testing.assert_array_equal(again, expected)
+    larger = np.concatenate([sources[1], sources[2]])  # the buffer grows, then a smaller batch uses its front
+    np.testing.assert_array_equal(convert(larger), _reference(larger, spec, scaling))
+    np.testing.assert_array_equal(convert(sources[3][:1]), _reference(sources[3][:1], spec, scaling))
 
 
 def test_uint8_pixels_for_a_raw_uint8_input_go_in_without_a_copy():
