@@ -75,6 +75,7 @@ def rank(scores: np.ndarray, labels: Sequence[str], top_k: int,
     """
     if top_k < 1:
         raise OptionError(f"top-k must be at least 1, got {top_k}")
+    scores = np.asarray(scores)
     if order is None:
         order = np.argsort(-scores, axis=1, kind="stable")
     ranked = []
