@@ -300,16 +300,20 @@ class TFLiteBackend:
             raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
 
     def _interpreter(self):
-        interpreter = getattr(self._local, "interpreter", None)
-        if interpreter is None:
+        """This thread's interpreter, its tensors allocated, with its input and output indexes."""
+        state = getattr(self._local, "state", None)
+        if state is None:
             interpreter = getattr(self._local, "unallocated", None) or self._build()
             self._local.unallocated = None
             try:
                 interpreter.allocate_tensors()
+                detail = interpreter.get_input_details()[0]
+                output = interpreter.get_output_details()[0]["index"]
             except (ValueError, RuntimeError) as exc:
                 raise _explain_load_failure(self._name, self.kind, self.version, exc) from None
-            self._local.interpreter = interpreter
-        return interpreter
+            # The details are dicts built on every call: looked up once, not per batch.
+            state = self._local.state = [interpreter, detail["index"], output, tuple(detail["shape"])]
+        return state
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """The raw first output for a batch in the input's dtype.
@@ -317,17 +321,18 @@ class TFLiteBackend:
         Raises:
             ModelFileError: the interpreter cannot run the model.
         """
-        interpreter = self._interpreter()
+        state = self._interpreter()
+        interpreter, input_index, output_index, shape = state
         try:
-            detail = interpreter.get_input_details()[0]
-            if tuple(detail["shape"]) != batch.shape:
-                interpreter.resize_tensor_input(detail["index"], list(batch.shape))
+            if shape != batch.shape:
+                interpreter.resize_tensor_input(input_index, list(batch.shape))
                 interpreter.allocate_tensors()
-                detail = interpreter.get_input_details()[0]
-            interpreter.set_tensor(detail["index"], batch)
+                state[3] = batch.shape
+            interpreter.set_tensor(input_index, batch)
             interpreter.invoke()
-            return interpreter.get_tensor(interpreter.get_output_details()[0]["index"]).copy()
+            return interpreter.get_tensor(output_index)  # a copy: the interpreter reuses its own buffer
         except (ValueError, RuntimeError, IndexError) as exc:
+            state[3] = None  # a failed resize leaves the shape unknown: set it again next time
             raise ModelFileError(
                 f"{self._name}: {self.kind} {self.version} cannot run it ({_first_line(exc)})") from None
 

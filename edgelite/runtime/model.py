@@ -10,11 +10,12 @@ import numpy as np
 from edgelite.errors import ImageError, ModelFileError, OptionError
 from edgelite.modes import Decode, Interpolation, OutputKind, Scaling, TFLiteInterpreter, check_mode
 from edgelite.runtime.backends import OnnxBackend, TensorSpec, TFLiteBackend
+from edgelite.runtime.input_tensor import InputTensor
 from edgelite.runtime.manifest import ManifestCheck, check_manifest
 from edgelite.runtime.metadata import METADATA_KEY, ArtifactMetadata
 from edgelite.runtime.predictions import (READ_AHEAD_BATCHES, Prediction, Predictions, _source_name,  # noqa: F401
                                           predict_stream, rank)
-from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scale_pixels
+from edgelite.runtime.preprocess import ImageSource, PreparedImage, preprocess, scaling_factors
 from edgelite.runtime.scores import class_count, class_scores
 from edgelite.runtime.tflite_format import TFLiteFile, read_tflite, read_tflite_bytes
 from edgelite.silence import silenced_fds
@@ -49,6 +50,7 @@ class Model:
         recorded: Decode = metadata.decode if metadata else "fast"
         self.decode: Decode = check_mode(Decode, decode) if decode else recorded
         self.input_scaling: Scaling = self._input_scaling(scaling)
+        self._input_tensor = InputTensor(self.input, *scaling_factors(self.input_scaling))
         self.output_kind: Optional[OutputKind] = metadata.output_kind if metadata else None
         self.labels = self._labels(labels)
         self._check_first_run(labels)
@@ -167,9 +169,17 @@ class Model:
                                  "the file is inconsistent: convert the checkpoint again")
 
     # -- running --------------------------------------------------------------
-    def prepare(self, source: ImageSource) -> PreparedImage:
-        """Decode and resize one image the way this model was trained."""
-        return preprocess(source, self.height, self.width, self.interpolation, self.decode)
+    def prepare(self, source: ImageSource, as_uint8: bool = False,
+                on_header: Optional[Callable[[int], None]] = None) -> PreparedImage:
+        """Decode and resize one image the way this model was trained.
+
+        With `as_uint8`, an image decoded from a file, bytes or a PIL image
+        comes back as uint8 (the same values, a quarter of the memory, and
+        `run` converts it in fewer passes); an array at the input size stays
+        float32. `on_header` is `preprocess`'s: told the decoded size first.
+        """
+        return preprocess(source, self.height, self.width, self.interpolation, self.decode, as_uint8=as_uint8,
+                          on_header=on_header)
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         """Run a (N, H, W, 3) batch of raw 0-255 pixels; return the dequantized raw output.
@@ -182,10 +192,10 @@ class Model:
             raise OptionError(f"expected a batch of shape (N, {self.height}, {self.width}, 3), got {pixels.shape}")
         if len(pixels) == 0:
             raise OptionError(f"expected at least one image, got an empty batch of shape {pixels.shape}")
-        if np.issubdtype(pixels.dtype, np.floating) and not np.isfinite(pixels).all():
+        if pixels.dtype.kind == "f" and not np.isfinite(pixels).all():
             # quantizing NaN gives an arbitrary integer: the model would answer with finite, meaningless scores
             raise ImageError("the pixels hold NaN or infinite values; expected raw 0-255 RGB")
-        batch = self._quantize(scale_pixels(pixels, self.input_scaling))
+        batch = self._input_tensor(pixels)
         if self._channels_first:
             batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
         if self.backend.dynamic_batch or len(batch) == 1:
@@ -196,14 +206,6 @@ class Model:
             raise ModelFileError(f"{self.path.name}: the output has shape {raw.shape} for {len(batch)} "
                                  f"image{'s' if len(batch) > 1 else ''}; expected one row per image")
         return self._dequantize(raw)
-
-    def _quantize(self, batch: np.ndarray) -> np.ndarray:
-        spec = self.input
-        if spec.quantized:
-            info = np.iinfo(spec.dtype)
-            q = np.round(batch / np.float32(spec.scale)) + spec.zero_point
-            return np.clip(q, info.min, info.max).astype(spec.dtype)
-        return batch.astype(spec.dtype)
 
     def _dequantize(self, raw: np.ndarray) -> np.ndarray:
         spec = self.output
@@ -233,7 +235,7 @@ class Model:
         Raises:
             ImageError: the image cannot be read.
         """
-        prepared = self.prepare(source)
+        prepared = self.prepare(source, as_uint8=True)
         ranked = self.rank(self.class_scores(self.run(prepared.pixels[None])), top_k)[0]
         return Predictions(ranked, prepared.notes, _source_name(source))
 
@@ -271,12 +273,15 @@ class Model:
             batch_size: images per inference call.
             workers: decoding threads (default: up to 4, one per CPU).
         """
-        return predict_stream(sources, self.prepare, lambda pixels: self.class_scores(self.run(pixels)),
+        return predict_stream(sources, self._prepare_uint8, lambda pixels: self.class_scores(self.run(pixels)),
                               self.labels, top_k, batch_size, workers)
 
-    def rank(self, scores: np.ndarray, top_k: int) -> list[list[Prediction]]:
-        """Top-k predictions of each row of class scores."""
-        return rank(scores, self.labels, top_k)
+    def _prepare_uint8(self, source: ImageSource) -> PreparedImage:
+        return self.prepare(source, as_uint8=True)
+
+    def rank(self, scores: np.ndarray, top_k: int, order: Optional[np.ndarray] = None) -> list[list[Prediction]]:
+        """Top-k predictions of each row of class scores (`order`: each row's classes best first, if known)."""
+        return rank(scores, self.labels, top_k, order)
 
     # -- description ------------------------------------------------------------
     @property

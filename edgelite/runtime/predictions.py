@@ -66,14 +66,21 @@ def _source_name(source: ImageSource) -> str:
     return "array" if isinstance(source, np.ndarray) else type(source).__name__
 
 
-def rank(scores: np.ndarray, labels: Sequence[str], top_k: int) -> list[list[Prediction]]:
-    """Top-k predictions of each row of class scores, best first (ties keep class order)."""
+def rank(scores: np.ndarray, labels: Sequence[str], top_k: int,
+         order: Optional[np.ndarray] = None) -> list[list[Prediction]]:
+    """Top-k predictions of each row of class scores, best first (ties keep class order).
+
+    `order`, when given, is each row's classes already sorted that way
+    (`np.argsort(-scores, axis=1, kind="stable")`, e.g. made on another thread).
+    """
     if top_k < 1:
         raise OptionError(f"top-k must be at least 1, got {top_k}")
+    scores = np.asarray(scores)
+    if order is None:
+        order = np.argsort(-scores, axis=1, kind="stable")
     ranked = []
-    for row in scores:
-        order = np.argsort(-row, kind="stable")[:top_k]
-        ranked.append([Prediction(labels[i], float(row[i]), int(i)) for i in order])
+    for row, classes in zip(scores.tolist(), order[:, :top_k].tolist()):
+        ranked.append([Prediction(labels[i], row[i], i) for i in classes])
     return ranked
 
 

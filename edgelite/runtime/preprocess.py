@@ -12,7 +12,7 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 from PIL import Image, ImageMode, ImageOps
@@ -138,13 +138,15 @@ def _check_size(image: Image.Image, shown: str) -> None:
                          reason="decoded_too_large")
 
 
-def _decode(source: ImageSource, draft: Optional[int], grey_ok: bool = False) -> tuple[Image.Image, list[str]]:
+def _decode(source: ImageSource, draft: Optional[int], grey_ok: bool = False,
+            on_header: Optional[Callable[[int], None]] = None) -> tuple[Image.Image, list[str]]:
     """Decode to an RGB PIL image in display orientation.
 
     With `draft`, a JPEG is decoded at the largest DCT scale (1/2, 1/4, 1/8) that
     keeps both sides at least `draft` pixels: libjpeg skips most of the work.
     With `grey_ok`, a 16-bit grey image comes back as 8-bit grey ("L"), for a
     caller that resizes before widening it to RGB (a third of the memory).
+    `on_header` gets the decoded size of an encoded image before it is decoded.
     """
     if isinstance(source, Image.Image):
         return _to_rgb(source, "image", grey_ok)
@@ -161,6 +163,8 @@ def _decode(source: ImageSource, draft: Optional[int], grey_ok: bool = False) ->
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with stream, Image.open(stream) as image:
                 _check_size(image, shown)
+                if on_header is not None:
+                    on_header(image_decoded_bytes(image))
                 if draft is not None and image.format == "JPEG":
                     image.draft(image.mode, (draft, draft))
                 image.load()
@@ -244,6 +248,8 @@ def preprocess(
     width: int,
     interpolation: Interpolation = "bilinear",
     decode: Decode = "fast",
+    as_uint8: bool = False,
+    on_header: Optional[Callable[[int], None]] = None,
 ) -> PreparedImage:
     """Turn an image into a float32 (height, width, 3) array of raw 0-255 RGB.
 
@@ -255,6 +261,16 @@ def preprocess(
     the model input, then resizes with `interpolation`. A JPEG under 2x the
     input and every other format decode exactly as with `decode="exact"`,
     which always decodes every pixel first.
+
+    With `as_uint8`, an image decoded from a path, bytes or a PIL image comes
+    back as uint8 instead: the same values without the float32 copy (an array
+    already at the model's size is returned as float32 either way: its values
+    may be fractional).
+
+    `on_header`, for a path or encoded bytes, is called with what decoding
+    will take in bytes (as `decoded_bytes` says) once the header is read and
+    before any pixel is decoded; an exception it raises ends the call (the
+    server admits a decode to its memory budget this way, opening the image once).
 
     Raises:
         ImageError: the image cannot be read, has the wrong shape, or is over
@@ -269,9 +285,9 @@ def preprocess(
         image, notes = Image.fromarray(pixels.astype(np.uint8)), []
     else:
         image, notes = _decode(source, FAST_DECODE_MARGIN * max(height, width) if decode == "fast" else None,
-                               grey_ok=True)
+                               grey_ok=True, on_header=on_header)
     if image.size != (width, height):
         image = image.resize((width, height), resample)
     if image.mode != "RGB":  # grey from a 16-bit image: resizing one band then widening gives the same pixels
         image = image.convert("RGB")
-    return PreparedImage(np.asarray(image, dtype=np.float32), notes)
+    return PreparedImage(np.asarray(image, dtype=np.uint8 if as_uint8 else np.float32), notes)

@@ -67,8 +67,9 @@ def create_app(models: Union[Mapping[str, Model], Sequence[Model]],
         body, content_type = core.metrics.render()
         return Response(body, headers={"Content-Type": content_type})
 
-    routes = [Route("/", index, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
-              *predict_api.routes(core), *v2.routes(core)]
+    # /predict first: the router tries routes in order, and it is the route every upload takes
+    routes = [*predict_api.routes(core), Route("/", index, methods=["GET"]),
+              Route("/metrics", metrics, methods=["GET"]), *v2.routes(core)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_exception},
                     middleware=[Middleware(RequestLog, metrics=core.metrics)])
     app.state.core = core

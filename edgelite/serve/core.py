@@ -31,9 +31,9 @@ import numpy as np
 from edgelite.errors import ImageError, ModelFileError, OptionError, RequestError
 from edgelite.runtime import Model, PreparedImage, load
 from edgelite.runtime.describe import describe_model
-from edgelite.runtime.preprocess import decoded_bytes
 from edgelite.serve.admission import DecodeBudget, Readers, give_back_memory
 from edgelite.serve.metrics import Metrics
+from edgelite.serve.threads import in_thread, wait_at_most
 from edgelite.serve.options import ServeOptions
 
 log = logging.getLogger("edgelite.serve")
@@ -49,6 +49,7 @@ class BatchResult:
     batch_size: int
     queue_ms: float
     inference_ms: float
+    order: Optional[np.ndarray] = None  # each row's classes, best first (sorted on the inference thread)
 
 
 @dataclass
@@ -157,7 +158,7 @@ class ModelCore:
     # -- off the event loop -------------------------------------------------------
     async def in_decode_pool(self, function: Callable[..., T], *args) -> T:
         """Run CPU work (decoding, parsing tensors) on the shared decode threads."""
-        return await asyncio.get_running_loop().run_in_executor(self._decode_pool, function, *args)
+        return await in_thread(self._decode_pool, function, *args)
 
     async def decode(self, data: Union[bytes, np.ndarray], what: str = "the upload",
                      model: Optional[Model] = None) -> tuple[PreparedImage, Model]:
@@ -187,19 +188,30 @@ class ModelCore:
         """On a decode thread: the decoded image if the budget has room for it now, else its size in bytes.
 
         The header says what decoding will take: the decoded image and about as much again for its conversion.
+        The image is opened once: its header is read, the budget asked, then the same image decoded.
         """
-        size = decoded_bytes(data)
-        cost = self._budget.cost(2 * size)
-        if not self._budget.try_take(cost):
-            return size
+        taken: list[int] = []
+
+        def admit(size: int) -> None:
+            cost = self._budget.cost(2 * size)
+            if not self._budget.try_take(cost):
+                raise _NoRoom(size)
+            taken.append(cost)
+            taken.append(size)
+
         try:
-            return self._decode_held(model, data, size)
+            return model.prepare(data, as_uint8=True, on_header=admit)  # uint8: batched without a float copy
+        except _NoRoom as no_room:
+            return no_room.size
         finally:
-            self._budget.give(cost)
+            if taken:
+                self._budget.give(taken[0])
+                if taken[1] >= self.options.decode_budget_bytes // 8:
+                    give_back_memory(taken[1])
 
     def _decode_held(self, model: Model, data: bytes, size: int) -> PreparedImage:
         try:
-            return model.prepare(data)
+            return model.prepare(data, as_uint8=True)  # batched and fed to the model without a float32 copy
         finally:
             if size >= self.options.decode_budget_bytes // 8:
                 give_back_memory(size)
@@ -254,9 +266,7 @@ class ModelCore:
                 if timeout <= 0:
                     break
                 self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), timeout)
-                except asyncio.TimeoutError:
+                if not await wait_at_most(self._arrived, timeout):
                     break
             if self._closing:
                 break
@@ -280,25 +290,24 @@ class ModelCore:
     async def _run(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         model = batch[0].model
-        pixels = np.concatenate([job.pixels for job in batch]) if len(batch) > 1 else batch[0].pixels
         started = loop.time()
         try:
-            scores = await loop.run_in_executor(self._infer_pool, _scores, model, pixels)
+            scores, order = await in_thread(self._infer_pool, _scores, model, [job.pixels for job in batch])
         except Exception as exc:
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
         took = loop.time() - started
-        self._batch_sizes.observe(len(pixels))
+        self._batch_sizes.observe(len(scores))
         self._inference_seconds.observe(took)
         row = 0
         for job in batch:
-            rows = scores[row:row + len(job.pixels)]
+            rows = slice(row, row + len(job.pixels))
             row += len(job.pixels)
             if not job.future.done():  # its client may have gone away
-                job.future.set_result(BatchResult(rows, model, len(pixels), (started - job.enqueued) * 1000.0,
-                                                  took * 1000.0))
+                job.future.set_result(BatchResult(scores[rows], model, len(scores),
+                                                  (started - job.enqueued) * 1000.0, took * 1000.0, order[rows]))
 
     # -- hot swap -----------------------------------------------------------------
     async def swap(self, new: Model) -> None:
@@ -309,8 +318,30 @@ class ModelCore:
         log.info("model %s: now serving %s (%s, %s)", self.name, new.path, _precision(new), new.backend_name)
 
 
-def _scores(model: Model, pixels: np.ndarray) -> np.ndarray:
-    return model.class_scores(model.run(pixels))
+class _NoRoom(Exception):
+    """The decode budget has no room now for an image of `size` decoded bytes."""
+
+    def __init__(self, size: int):
+        super().__init__(size)
+        self.size = size
+
+
+def _joined(pixels: list[np.ndarray]) -> np.ndarray:
+    """One batch of the jobs' pixels: uint8 when every job's are (decoded uploads), else float32."""
+    if len(pixels) == 1:
+        return pixels[0]
+    dtype = np.uint8 if all(p.dtype == np.uint8 for p in pixels) else np.float32
+    return np.concatenate(pixels, dtype=dtype)
+
+
+def _scores(model: Model, pixels: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """On the inference thread: the batch's class scores, and each row's classes best first.
+
+    Joining the jobs' pixels and sorting the scores here keeps that work (and
+    the GIL hand-offs numpy makes for it) off the event loop.
+    """
+    scores = model.class_scores(model.run(_joined(pixels)))
+    return scores, np.argsort(-scores, axis=1, kind="stable")
 
 
 def _precision(model: Model) -> str:

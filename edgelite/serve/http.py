@@ -23,6 +23,11 @@ from edgelite.serve.predict_format import too_large
 if TYPE_CHECKING:
     from edgelite.serve.core import ModelCore
 
+try:  # the fastest well-kept JSON encoder, when installed (the [serve] extra); else the standard library's
+    import orjson
+except ImportError:
+    orjson = None
+
 log = logging.getLogger("edgelite.serve")
 access_log = logging.getLogger("edgelite.serve.access")
 
@@ -76,6 +81,26 @@ async def _read(request: Request, max_bytes: int) -> bytes:
             raise too_large(max_bytes)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def json_bytes(document: object) -> bytes:
+    """Compact UTF-8 JSON, as Starlette's JSONResponse writes it, with orjson when it is installed.
+
+    orjson writes NaN and infinities as null where json refuses them: callers
+    hand it only finite numbers (the /predict route checks its scores).
+    """
+    if orjson is not None:
+        return orjson.dumps(document)
+    return json.dumps(document, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
+
+
+class JSONAnswer(Response):
+    """A JSON response rendered by `json_bytes`."""
+
+    media_type = "application/json"
+
+    def render(self, content: object) -> bytes:
+        return json_bytes(content)
 
 
 def error_response(request: Request, status: int, reason: str, message: str,
