@@ -204,7 +204,8 @@ def render(result: dict) -> str:
     m = result["machine"]
     lines = [f"`{result['checkpoint']}`, target {result['target']:.1%} top-1 agreement; layers chosen on "
              f"{result['selection_images']}; reported on {result['check_images']}. Convert took "
-             f"{result['seconds']} s. Machine: {m.get('cpu')}, {m['cores']} cores, flags {', '.join(m.get('flags', []))}; "
+             f"{result['seconds']} s. Machine: {m.get('cpu')}, {m['cores']} cores, "
+             f"flags {', '.join(m.get('flags', []))}; "
              f"load average {m['load_average'][0]:.1f} before, {result['load_after'][0]:.1f} after (shared machine).",
              "",
              "| artifact | kept in float | agreement plain -> target | accuracy drop plain -> target | "

@@ -81,8 +81,8 @@ SCHEMA_VERSION = "edgelite.bench/1"
 
 TOP_LEVEL_KEYS = ("schema", "edgelite_version", "created", "machine", "versions", "options", "reference",
                   "pick", "notes", "rows")
-ROW_KEYS = ("name", "path", "kind", "format", "precision", "float_layers", "backend", "backend_version", "threads", "batch",
-            "size_bytes", "input", "labels", "assumptions", "import_s", "load_s", "first_inference_s",
+ROW_KEYS = ("name", "path", "kind", "format", "precision", "float_layers", "backend", "backend_version", "threads",
+            "batch", "size_bytes", "input", "labels", "assumptions", "import_s", "load_s", "first_inference_s",
             "cold_start_s", "process_wall_s", "runs", "latency_ms", "samples_ms", "throughput_ips",
             "preprocess_ms", "preprocess_source", "rss_idle_mb", "peak_rss_mb", "rss_growth_mb", "loadavg",
             "accuracy", "agreement", "eval_images", "labelled_images", "error")

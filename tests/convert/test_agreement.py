@@ -195,7 +195,8 @@ def test_bench_pick_weighs_the_kept_layers_and_names_them(plain, targeted, fragi
     reference.write_bytes(fragile_checkpoint.read_bytes())
     meta = load(kept).metadata
     with zipfile.ZipFile(reference, "a") as archive:
-        archive.writestr(CHECKPOINT_METADATA, ArtifactMetadata(meta.labels, meta.input_height, meta.input_width).to_json())
+        labelled = ArtifactMetadata(meta.labels, meta.input_height, meta.input_width)
+        archive.writestr(CHECKPOINT_METADATA, labelled.to_json())
     out = tmp_path / "bench.json"
     result = CliRunner().invoke(cli, ["bench", str(fast), str(kept), "--data", str(color_data / "validation"),
                                       "--reference", str(reference), "--runs", "3", "--warmup", "1",
