@@ -232,7 +232,9 @@ def interrupt_on_terminate() -> Iterator[Interrupts]:
         caught.signal = signum
         raise KeyboardInterrupt
 
-    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    # A signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored: it was asked for.
+    wanted = [number for number in (getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+              if signal.getsignal(number) is not signal.SIG_IGN]
     previous = {number: signal.signal(number, interrupt) for number in wanted}
     try:
         yield caught

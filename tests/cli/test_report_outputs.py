@@ -212,13 +212,18 @@ def test_dev_stdout_writes_into_the_file_the_shell_opened(model, data, tmp_path)
 
 
 # -- signals --------------------------------------------------------------------------------------------
+def _default_hangup() -> None:
+    """SIGHUP's default action in the child, even when the suite runs under `nohup` (which ignores it)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_during_the_write_leaves_the_old_report_and_no_temp_file(model, data, tmp_path, number):
     out = tmp_path / "results.jsonl"
     out.write_text("the previous results\n")
     process = subprocess.Popen([sys.executable, "-m", "edgelite", "predict", str(model), "-", "--jsonl", "--out",
                                 str(out)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=ROOT, env=_env())
+                               text=True, cwd=ROOT, env=_env(), preexec_fn=_default_hangup)
     try:
         process.stdin.write(f"{data / 'red' / '0.png'}\n")
         process.stdin.flush()  # stdin stays open: predict is mid-report, writing into its temp file

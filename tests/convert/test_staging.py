@@ -118,12 +118,15 @@ def test_ctrl_c_inside_an_exporter_leaves_no_temp_folder(trained_checkpoint, col
 
 def test_sigterm_and_sighup_interrupt_like_ctrl_c():
     for number in (signal.SIGTERM, signal.SIGHUP):
-        before = signal.getsignal(number)
-        with pytest.raises(KeyboardInterrupt):
-            with interrupt_on_terminate():
-                os.kill(os.getpid(), number)
-                time.sleep(5)  # the signal arrives first; this only keeps the block open for it
-        assert signal.getsignal(number) == before
+        inherited = signal.signal(number, signal.SIG_DFL)  # the default action, even when the suite runs under nohup
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                with interrupt_on_terminate():
+                    os.kill(os.getpid(), number)
+                    time.sleep(5)  # the signal arrives first; this only keeps the block open for it
+            assert signal.getsignal(number) == signal.SIG_DFL
+        finally:
+            signal.signal(number, inherited)
 
 
 def test_an_interrupt_a_library_swallowed_is_raised_at_the_next_step():
@@ -407,3 +410,16 @@ def test_the_safe_mode_refusal_is_shown_whole(color_data, tmp_path):
     message = str(raised.value)
     assert message.startswith("lambda.keras: not a Keras model edgelite can load (Requested the deserialization")
     assert "safe_mode=False" in message and message.endswith("enable_unsafe_deserialization().)")
+
+
+def test_a_hangup_the_process_ignores_stays_ignored():
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under `nohup`
+    try:
+        with interrupt_on_terminate():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)
+            time.sleep(0.2)  # no KeyboardInterrupt: the run goes on
+            assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # SIGTERM is still turned into one
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
