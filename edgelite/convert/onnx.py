@@ -21,6 +21,22 @@ if TYPE_CHECKING:  # options lists the formats, so the exporters import it for t
     from edgelite.convert.options import Calibration, ConvertOptions
 
 
+def _write_float_graph(source: SourceModel, model, path: Path) -> Path:
+    """Write the float ONNX graph to `path` and return `path`.
+
+    A PyTorch or ONNX source's own graph (tf2onnx's export of the Keras model
+    converted from it would name none of its nodes), else Keras's export of `model`.
+    """
+    if source.onnx_graph is not None:
+        path.write_bytes(source.onnx_graph)
+        return path
+    try:
+        model.export(str(path), format="onnx", verbose=False)
+    except Exception as exc:  # tf2onnx raises many kinds
+        raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+    return path
+
+
 def export_onnx(source: SourceModel, path: Path, precision: Precision,
                 calibration: Calibration, options: ConvertOptions) -> Path:
     """Convert `source` to a .onnx file at `precision` and return its path.
@@ -43,14 +59,7 @@ def export_onnx(source: SourceModel, path: Path, precision: Precision,
     if precision == "int8" and options.equalize and source.onnx_graph is None:
         model, _ = equalize_separable(model, calibration())
     with tempfile.TemporaryDirectory(prefix="edgelite-onnx-") as work:
-        float_path = Path(work) / "float32.onnx"
-        if source.onnx_graph is not None:  # a PyTorch or ONNX source: its own graph, not one back from Keras
-            float_path.write_bytes(source.onnx_graph)
-        else:
-            try:
-                model.export(str(float_path), format="onnx", verbose=False)
-            except Exception as exc:  # tf2onnx raises many kinds
-                raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+        float_path = _write_float_graph(source, model, Path(work) / "float32.onnx")
         if precision == "int8":
             result = Path(work) / "int8.onnx"
             _quantize_static(float_path, result, calibration, Path(work))
@@ -162,16 +171,8 @@ class OnnxInt8Variants:
             model, _ = equalize_separable(model, calibration())
         self._source = dataclasses.replace(source, model=model)
         self._calibration = calibration
-        float_path = work / "float32.onnx"
-        if source.onnx_graph is not None:
-            # a PyTorch or ONNX source: its own graph, as export_onnx writes it, so the debugger's
-            # tensor names (from that graph) name nodes here; tf2onnx's graph would match none of them
-            float_path.write_bytes(source.onnx_graph)
-        else:
-            try:
-                model.export(str(float_path), format="onnx", verbose=False)
-            except Exception as exc:  # tf2onnx raises many kinds
-                raise ConversionError(f"ONNX export failed: {str(exc).strip().splitlines()[0]}") from None
+        # as export_onnx writes it, so the debugger's tensor names (from the source's graph) name nodes here
+        float_path = _write_float_graph(source, model, work / "float32.onnx")
         self._prepared = _prepare(float_path, work)
         self._cache = work / "calibration.json"
         nodes = onnx.load(str(self._prepared)).graph.node
