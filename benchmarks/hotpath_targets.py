@@ -75,9 +75,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    files = sorted(p for p in hotpath_stream.DATA.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
-    for path in files:
-        path.read_bytes()
+    files = hotpath_stream.read_photos(hotpath_stream.DATA)
     report: dict = {"machine": machine(), "loadavg_start": list(os.getloadavg())}
     print(f"machine  {report['machine']}\nload average at the start {report['loadavg_start'][0]:.2f}", flush=True)
 
