@@ -53,13 +53,25 @@ def link_files(paths: list[Path], folder: Path) -> Path:
     return folder
 
 
-def unused_training_images(data: Path, count: int) -> list[Path]:
-    """`count` training images that convert's calibration sample does not hold (seeded)."""
+def calibration_budget() -> int:
+    """How many calibration images convert takes by default (500)."""
     from edgelite.convert import ConvertOptions
+
+    return ConvertOptions.__dataclass_fields__["max_calibration_images"].default
+
+
+def convert_calibration_sample(data: Path) -> list[Path]:
+    """The training images convert calibrates on by default: its seeded sample of `calibration_budget()`."""
     from edgelite.runtime.folder import read_folder
 
-    budget = ConvertOptions.__dataclass_fields__["max_calibration_images"].default
-    calibration = {item.path for item in read_folder(data / "train", limit=budget)}
+    return [item.path for item in read_folder(data / "train", limit=calibration_budget())]
+
+
+def unused_training_images(data: Path, count: int) -> list[Path]:
+    """`count` training images that convert's calibration sample does not hold (seeded)."""
+    from edgelite.runtime.folder import read_folder
+
+    calibration = set(convert_calibration_sample(data))
     rest = [item.path for item in read_folder(data / "train") if item.path not in calibration]
     return sorted(random.Random(1).sample(rest, min(count, len(rest))))
 
@@ -170,11 +182,10 @@ def sampling_study(checkpoint: Path, data: Path = DATASET) -> list[dict]:
     product's own path.
     """
     from edgelite.convert import ConvertOptions, convert
-    from edgelite.runtime.folder import class_files, read_folder
+    from edgelite.runtime.folder import class_files
 
-    budget = ConvertOptions.__dataclass_fields__["max_calibration_images"].default  # convert's default: 500
-    picks = {"random": [item.path for item in read_folder(data / "train", limit=budget)],
-             "balanced": balanced_sample(class_files(data / "train"), budget)}
+    picks = {"random": convert_calibration_sample(data),
+             "balanced": balanced_sample(class_files(data / "train"), calibration_budget())}
     rows = []
     for name, paths in picks.items():
         with tempfile.TemporaryDirectory(prefix="edgelite-sampling-study-") as folder:
