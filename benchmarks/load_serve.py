@@ -181,21 +181,81 @@ async def _send(client: httpx.AsyncClient, url: str, upload: Upload, labels: set
     return Outcome(upload.kind, answer.status_code, seconds, correct, "" if correct else answer.text[:200])
 
 
-async def _load(url: str, plan: list[Upload], concurrency: int, deadline: float, labels: set[str]) -> list[Outcome]:
+async def _load(url: str, plan: list[Upload], concurrency: int, deadline: float, labels: set[str],
+                client: str = "httpx") -> list[Outcome]:
     """Send the plan with `concurrency` workers; stop issuing at `deadline` (monotonic)."""
     outcomes: list[Outcome] = []
     queue = iter(plan)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    if client == "raw":
+        host, port = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+        path = "/" + url.split("//", 1)[1].split("/", 1)[1]
 
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        async def raw_worker() -> None:
+            connection = None
+            try:
+                for upload in queue:  # a shared iterator: each upload is sent once
+                    if time.monotonic() > deadline:
+                        return
+                    if connection is None:
+                        connection = await asyncio.open_connection(host, int(port))
+                    outcome, keep = await _send_raw(connection, host, path, upload, labels)
+                    outcomes.append(outcome)
+                    if not keep:
+                        connection[1].close()
+                        connection = None
+            finally:
+                if connection is not None:
+                    connection[1].close()
+
+        await asyncio.gather(*(raw_worker() for _ in range(concurrency)))
+        return outcomes
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as session:
         async def worker() -> None:
             for upload in queue:  # a shared iterator: each upload is sent once
                 if time.monotonic() > deadline:
                     return
-                outcomes.append(await _send(client, url, upload, labels))
+                outcomes.append(await _send(session, url, upload, labels))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return outcomes
+
+
+async def _send_raw(connection: tuple, host: str, path: str, upload: Upload,
+                    labels: set[str]) -> tuple[Outcome, bool]:
+    """One keep-alive HTTP/1.1 POST by hand: the load client costing as little CPU as it can.
+
+    Returns the outcome and whether the connection can be used again. Only
+    what `edgelite serve` sends is understood: a status line, headers with a
+    Content-Length, and a JSON body.
+    """
+    reader, writer = connection
+    started = time.perf_counter()
+    head = (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {upload.content_type}\r\n"
+            f"Content-Length: {len(upload.body)}\r\n\r\n").encode("latin-1")
+    try:
+        writer.write(head + upload.body)
+        header = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 120)
+        lines = header.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ", 2)[1])
+        fields = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+        fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
+        body = await asyncio.wait_for(reader.readexactly(int(fields.get("content-length", "0"))), 120)
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+            ValueError) as exc:
+        return Outcome(upload.kind, 0, time.perf_counter() - started, False, f"{type(exc).__name__}: {exc}"), False
+    seconds = time.perf_counter() - started
+    keep = fields.get("connection", "").lower() != "close"
+    text = body.decode("utf-8", errors="replace")
+    if status != upload.status:
+        return Outcome(upload.kind, status, seconds, False, text[:200]), keep
+    answer = json.loads(body)
+    if upload.status == 200:
+        correct = bool(answer.get("predictions")) and answer["predictions"][0]["label"] in labels
+    else:
+        correct = isinstance(answer.get("error"), str) and bool(answer["error"])
+    return Outcome(upload.kind, status, seconds, correct, "" if correct else text[:200]), keep
 
 
 def _bench_throughput(artifact: Path, threads: int, seconds: float) -> Optional[float]:
@@ -223,23 +283,26 @@ def run(args: argparse.Namespace) -> dict:
     photos = _photos(args.data, args.photos)
     max_upload_bytes = int(args.max_upload_mb * 1024 * 1024)
     plan = _plan(photos, args.requests, args.bad_fraction, max_upload_bytes, args.seed)
-    options = ["--threads", str(args.threads), "--max-batch", str(args.max_batch), "--max-delay-ms",
-               str(args.max_delay_ms), "--max-queue", str(args.max_queue), "--max-upload-mb", str(args.max_upload_mb)]
+    options = ["--threads", str(args.threads), "--instances", str(args.instances), "--max-batch", str(args.max_batch),
+               "--max-delay-ms", str(args.max_delay_ms), "--max-queue", str(args.max_queue),
+               "--max-upload-mb", str(args.max_upload_mb)]
     with tempfile.TemporaryDirectory() as tmp:
         server = ServerProcess(args.artifact, options, Path(tmp) / "serve.log")
         try:
             url = f"{server.url}/predict"
             labels = set(httpx.get(f"{server.url}/models", timeout=30).json()["models"][0]["labels"])
             warm = [Upload("good", photos[i % len(photos)], "image/jpeg", 200) for i in range(args.warmup)]
-            warm_outcomes = asyncio.run(_load(url, warm, args.concurrency, time.monotonic() + 300, labels))
+            warm_outcomes = asyncio.run(_load(url, warm, args.concurrency, time.monotonic() + 300, labels,
+                                              args.client))
             rss_warm = _rss_mb(server.process.pid)
             batches_before = (server.metric_sum("edgelite_batch_size_sum"),
                               server.metric_sum("edgelite_batch_size_count"))
             cpu_before = _cpu_s(server.process.pid)
             loop_before = _cpu_s(server.process.pid, server.process.pid)  # the main thread runs the event loop
-            started = time.perf_counter()
-            outcomes = asyncio.run(_load(url, plan, args.concurrency, time.monotonic() + args.max_seconds, labels))
-            wall = time.perf_counter() - started
+            started, client_before = time.perf_counter(), time.process_time()
+            outcomes = asyncio.run(_load(url, plan, args.concurrency, time.monotonic() + args.max_seconds, labels,
+                                         args.client))
+            wall, client_cpu = time.perf_counter() - started, time.process_time() - client_before
             rss_after = _rss_mb(server.process.pid)
             cpu = _cpu_s(server.process.pid) - cpu_before
             loop_cpu = _cpu_s(server.process.pid, server.process.pid) - loop_before
@@ -271,6 +334,8 @@ def run(args: argparse.Namespace) -> dict:
         "mean_batch_size": images / calls if calls else None,
         "server_cpu_ms_per_request": cpu * 1000.0 / len(outcomes) if outcomes else None,
         "server_loop_cpu_ms_per_request": loop_cpu * 1000.0 / len(outcomes) if outcomes else None,
+        "client": args.client,
+        "client_cpu_ms_per_request": client_cpu * 1000.0 / len(outcomes) if outcomes else None,
         "loadavg_end": list(os.getloadavg()),
         "bench_throughput_ips": bench_ips,
         "serve_over_bench": good_ips / bench_ips if bench_ips else None,
@@ -288,6 +353,7 @@ def _print(report: dict) -> None:
         f"requests            {report['sent']} sent of {report['planned']} planned"
         + (" (stopped at --max-seconds)" if report["stopped_at_time_limit"] else ""),
         f"concurrency         {report['options']['concurrency']}, threads {report['options']['threads']}, "
+        f"instances {report['options']['instances']}, "
         f"max batch {report['options']['max_batch']}, max delay {report['options']['max_delay_ms']} ms",
         f"good                {report['good_answered']} answered of {report['good']}",
         f"bad                 {report['bad_refused_as_expected']} refused as expected of {report['bad']} "
@@ -305,6 +371,8 @@ def _print(report: dict) -> None:
         lines.append(f"server CPU          {report['server_cpu_ms_per_request']:.2f} ms per request, "
                      f"{report['server_loop_cpu_ms_per_request']:.2f} of them on the event-loop thread "
                      f"(load average at the end {report['loadavg_end'][0]:.2f})")
+        lines.append(f"client CPU          {report['client_cpu_ms_per_request']:.2f} ms per request "
+                     f"({report['client']} client, same cores)")
     if report["bench_throughput_ips"]:
         lines.append(f"edgelite bench      {report['bench_throughput_ips']:.1f} images/s (inference only); "
                      f"serve/bench {report['serve_over_bench']:.2f}")
@@ -322,6 +390,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="interpreter threads (also for edgelite bench)")
+    parser.add_argument("--instances", type=int, default=1, help="batches run at once (edgelite serve --instances)")
     parser.add_argument("--max-batch", type=int, default=8)
     parser.add_argument("--max-delay-ms", type=float, default=5.0)
     parser.add_argument("--max-queue", type=int, default=64)
@@ -333,6 +402,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=900.0, help="stop sending after this long")
     parser.add_argument("--bench-seconds", type=float, default=10.0, help="edgelite bench budget; 0 skips it")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx",
+                        help="load client: httpx (a typical Python client) or raw (hand-written keep-alive "
+                             "HTTP/1.1, a fraction of the CPU, so the ratio says more about the server)")
     parser.add_argument("--json", type=Path, help="write the report here")
     args = parser.parse_args(argv)
     if not 1 <= args.requests <= MAX_REQUESTS or not 1 <= args.concurrency <= MAX_CONCURRENCY:

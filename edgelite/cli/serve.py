@@ -18,6 +18,9 @@ DEFAULTS = ServeOptions()
               help="Address to listen on (0.0.0.0 for every interface).")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @click.option("--threads", type=click.IntRange(min=1), help="CPU threads of each model's interpreter.")
+@click.option("--instances", default=DEFAULTS.instances, show_default=True, type=click.IntRange(min=1),
+              help="Batches of one model run at once, each on its own interpreter; for a small model, "
+                   "--threads 1 --instances <cores> spends the least CPU per image.")
 @click.option("--max-batch", default=DEFAULTS.max_batch, show_default=True, type=click.IntRange(min=1),
               help="Most images run as one inference call.")
 @click.option("--max-delay-ms", default=DEFAULTS.max_delay_ms, show_default=True, type=click.FloatRange(min=0),
@@ -41,7 +44,7 @@ DEFAULTS = ServeOptions()
 @click.option("--decode-budget-mb", default=DEFAULTS.decode_budget_mb, show_default=True,
               type=click.FloatRange(min=0, min_open=True),
               help="Decoded image memory all decodes together may hold; larger decodes wait, small ones go ahead.")
-def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, max_batch: int,
+def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, instances: int, max_batch: int,
                   max_delay_ms: float, max_upload_mb: float, max_queue: int, decode_workers, top_k: int,
                   reload_on_change: bool, drain_timeout: float, body_timeout: float, max_readers: int,
                   decode_budget_mb: float) -> None:
@@ -73,7 +76,7 @@ def serve_command(model_paths: tuple[Path, ...], host: str, port: int, threads, 
     """
     from edgelite.serve import create_app, load_models, run
 
-    options = ServeOptions(threads=threads, max_batch=max_batch, max_delay_ms=max_delay_ms,
+    options = ServeOptions(threads=threads, instances=instances, max_batch=max_batch, max_delay_ms=max_delay_ms,
                            max_upload_mb=max_upload_mb, max_queue=max_queue, decode_workers=decode_workers,
                            top_k=top_k, reload_on_change=reload_on_change, drain_timeout_s=drain_timeout,
                            body_timeout_s=body_timeout, max_readers=max_readers, decode_budget_mb=decode_budget_mb)

@@ -2,15 +2,16 @@
 
 Each served model has a `ModelCore`: a bounded count of requests it holds
 (one more is refused with 503), a batcher that runs the requests arriving
-within `max_delay_ms` as one call of up to `max_batch` images on the model's
-own inference thread (one LiteRT interpreter, or the shared onnxruntime
-session), and the model itself, which `swap` replaces between two batches.
+within `max_delay_ms` as one call of up to `max_batch` images on one of the
+model's `instances` inference threads (each with its own LiteRT interpreter,
+or all on the shared onnxruntime session), and the model itself, which `swap`
+replaces for the batches that start after it.
 Images are decoded on a thread pool shared by all models, never on the event
 loop, each under its share of a decoded-bytes budget (see `admission`).
 Protocol modules (`predict_api`, `v2`) only turn requests into pixels and
 results into answers.
 
-On shutdown the batcher finishes the batch it is running; requests still
+On shutdown the batcher finishes the batches it is running; requests still
 waiting, and any that arrive after, get 503.
 """
 
@@ -102,9 +103,10 @@ class ModelCore:
         self._budget = budget
         self._reading = _Count(metrics.reading.labels(model=name))
         self._closing = False
-        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix=f"edgelite-infer-{name}")
+        self._infer_pool = ThreadPoolExecutor(options.instances, thread_name_prefix=f"edgelite-infer-{name}")
         self._waiting: deque[_Job] = deque()
         self._waiting_rows = 0
+        self._running_jobs = 0  # requests in a batch that is running now
         self._arrived = asyncio.Event()
         self._held = _Count(metrics.queue_depth.labels(model=name))
         self._task: Optional[asyncio.Task] = None
@@ -237,7 +239,7 @@ class ModelCore:
         self._task = asyncio.create_task(self._batch_loop(), name=f"edgelite-batcher-{self.name}")
 
     async def stop(self) -> None:
-        """Let the batcher finish the batch it runs; requests still waiting, and any new one, get 503."""
+        """Let the batcher finish the batches it runs; requests still waiting, and any new one, get 503."""
         self._closing = True
         self._arrived.set()
         if self._task is not None:
@@ -252,28 +254,35 @@ class ModelCore:
     async def _batch_loop(self) -> None:
         loop = asyncio.get_running_loop()
         delay = self.options.max_delay_ms / 1000.0
-        while not self._closing:
-            if not self._waiting:
-                self._arrived.clear()
-                await self._arrived.wait()
-                continue
-            # The oldest request waits at most max_delay_ms for others, counted from its arrival, and only
-            # while other requests for this model are still being read or decoded: alone, it runs at once.
-            deadline = self._waiting[0].enqueued + delay
-            while self._waiting_rows < self.options.max_batch and not self._closing \
-                    and self._held.value + self._reading.value > len(self._waiting):
-                timeout = deadline - loop.time()
-                if timeout <= 0:
+        running: set[asyncio.Task] = set()
+        try:
+            while not self._closing:
+                if len(running) >= self.options.instances:  # every inference thread is busy: wait for one
+                    await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                if not self._waiting:
+                    self._arrived.clear()
+                    await self._arrived.wait()
+                    continue
+                # The oldest request waits at most max_delay_ms for others, counted from its arrival, and only
+                # while other requests for this model are still being read or decoded: alone, it runs at once.
+                deadline = self._waiting[0].enqueued + delay
+                while self._waiting_rows < self.options.max_batch and not self._closing \
+                        and self._held.value + self._reading.value > len(self._waiting) + self._running_jobs:
+                    timeout = deadline - loop.time()
+                    if timeout <= 0:
+                        break
+                    self._arrived.clear()
+                    if not await wait_at_most(self._arrived, timeout):
+                        break
+                if self._closing:
                     break
-                self._arrived.clear()
-                if not await wait_at_most(self._arrived, timeout):
-                    break
-            if self._closing:
-                break
-            try:
-                await self._run(self._take())
-            except Exception:  # a bug here must not stop the batcher: log it and serve the next batch
-                log.exception("batcher of model %s failed", self.name)
+                task = loop.create_task(self._run(self._take()))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            if running:  # the batches already running finish, even on shutdown
+                await asyncio.wait(running)
 
     def _take(self) -> list[_Job]:
         """The oldest jobs for one model object, up to max_batch images (always at least one job)."""
@@ -288,6 +297,15 @@ class ModelCore:
         return batch
 
     async def _run(self, batch: list[_Job]) -> None:
+        self._running_jobs += len(batch)
+        try:
+            await self._run_batch(batch)
+        except Exception:  # a bug here must not stop the batcher: log it and serve the next batch
+            log.exception("batcher of model %s failed", self.name)
+        finally:
+            self._running_jobs -= len(batch)
+
+    async def _run_batch(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
         model = batch[0].model
         started = loop.time()
@@ -311,7 +329,7 @@ class ModelCore:
 
     # -- hot swap -----------------------------------------------------------------
     async def swap(self, new: Model) -> None:
-        """Check a new model on the inference thread, then serve it; raises if the check fails."""
+        """Check a new model on an inference thread, then serve it; raises if the check fails."""
         await asyncio.get_running_loop().run_in_executor(self._infer_pool, check_model, new)
         self.description = await asyncio.to_thread(describe_model, new)
         self.model = new  # jobs already queued keep their own reference to the old model until their batch has run

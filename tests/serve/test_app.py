@@ -100,6 +100,7 @@ def test_requests_held_together_run_as_one_batch_and_a_lone_one_does_not_wait(ar
     ({"max_delay_ms": -1}, "max_delay_ms must be 0 or more, got -1"),
     ({"max_upload_mb": 0}, "max_upload_mb must be more than 0, got 0"),
     ({"threads": 0}, "threads must be a whole number of at least 1, got 0"),
+    ({"instances": 0}, "instances must be a whole number of at least 1, got 0"),
     ({"body_timeout_s": 0}, "body_timeout_s must be more than 0, got 0"),
     ({"max_readers": 0}, "max_readers must be a whole number of at least 1, got 0"),
     ({"decode_budget_mb": -1}, "decode_budget_mb must be more than 0, got -1"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from edgelite.errors import RequestError
 from edgelite.runtime import load
 from edgelite.runtime.describe import describe, describe_model
 from edgelite.serve import ServeOptions
+from edgelite.serve import core as core_module
 from edgelite.serve.core import BatchResult, InferenceCore
 from tests.conftest import artifact
 
@@ -153,3 +155,40 @@ def test_a_decode_thread_takes_and_gives_budget_and_wakes_a_waiting_decode():
         return used_inside, budget.used
 
     assert asyncio.run(scenario()) == (40, 0)
+
+
+@pytest.mark.parametrize("instances", [1, 2])
+def test_instances_run_that_many_batches_at_once_and_stop_lets_them_finish(artifacts, monkeypatch, instances):
+    model = load(artifact(artifacts, "tflite", "int8"), threads=1)
+    meeting = threading.Barrier(2, timeout=3)  # passed only when two batches are in inference at the same time
+    real_scores = core_module._scores
+
+    def scores_when_two_meet(model, pixels):
+        meeting.wait()
+        return real_scores(model, pixels)
+
+    monkeypatch.setattr(core_module, "_scores", scores_when_two_meet)
+
+    async def scenario():
+        core = InferenceCore([model], ServeOptions(instances=instances, max_batch=1, max_delay_ms=0))
+        await core.start()
+        model_core = core.get()
+        pixels = np.full((1, model.height, model.width, 3), 100.0, np.float32)
+        jobs = [asyncio.create_task(model_core.infer(pixels)) for _ in range(2)]
+        while model_core._running_jobs < min(2, instances) or len(model_core._waiting) != 2 - min(2, instances):
+            await asyncio.sleep(0)
+        running = model_core._running_jobs
+        if instances == 2:
+            await core.stop()  # both batches are inside the barrier: stop must wait for both answers
+        answers = await asyncio.wait_for(asyncio.gather(*jobs, return_exceptions=True), 30)
+        if instances == 1:
+            await core.stop()
+        return running, answers
+
+    running, answers = asyncio.run(scenario())
+    assert running == instances
+    if instances == 2:
+        assert all(isinstance(answer, BatchResult) for answer in answers), answers
+        assert [answer.batch_size for answer in answers] == [1, 1]
+    else:  # one batch at a time: the first waits in vain for a second, and the barrier breaks
+        assert all(isinstance(answer, threading.BrokenBarrierError) for answer in answers), answers
