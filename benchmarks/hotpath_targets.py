@@ -77,7 +77,7 @@ def main() -> int:
     parser.add_argument("--loop-artifact", type=Path, help="model for the one-at-a-time comparison (the small CNN)")
     parser.add_argument("--xception", type=Path, help="the Xception 299x299 int8 artifact, if there is one")
     parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--xception-requests", type=int, default=120)
+    parser.add_argument("--xception-requests", type=int, default=240)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bench-seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=3)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 from collections import deque
@@ -277,9 +278,11 @@ class ModelCore:
                         break
                 if self._closing:
                     break
-                task = loop.create_task(self._run(self._take()))
+                batch = self._take()
+                self._running_jobs += len(batch)  # counted from now on, not from when its task first runs
+                task = loop.create_task(self._run(batch))
                 running.add(task)
-                task.add_done_callback(running.discard)
+                task.add_done_callback(functools.partial(self._batch_done, running, len(batch)))
         finally:
             if running:  # the batches already running finish, even on shutdown
                 await asyncio.wait(running)
@@ -296,14 +299,15 @@ class ModelCore:
         self._waiting_rows -= rows
         return batch
 
+    def _batch_done(self, running: set[asyncio.Task], jobs: int, task: asyncio.Task) -> None:
+        running.discard(task)
+        self._running_jobs -= jobs
+
     async def _run(self, batch: list[_Job]) -> None:
-        self._running_jobs += len(batch)
         try:
             await self._run_batch(batch)
         except Exception:  # a bug here must not stop the batcher: log it and serve the next batch
             log.exception("batcher of model %s failed", self.name)
-        finally:
-            self._running_jobs -= len(batch)
 
     async def _run_batch(self, batch: list[_Job]) -> None:
         loop = asyncio.get_running_loop()
