@@ -20,7 +20,7 @@ __all__ = ["ServeOptions", "create_app", "lambda_handler", "load_models", "run"]
 # Imported on first use: the HTTP stack (Starlette, prometheus-client, uvicorn) only when
 # asked for, so the CLI starts fast and the Lambda handler needs none of it.
 _LAZY = {"create_app": ("edgelite.serve.app", "starlette"), "run": ("edgelite.serve.server", "uvicorn"),
-         "load_models": ("edgelite.serve.core", ""), "lambda_handler": ("edgelite.serve.aws_lambda", "")}
+         "load_models": ("edgelite.serve.naming", ""), "lambda_handler": ("edgelite.serve.aws_lambda", "")}
 
 
 def __getattr__(name: str) -> Any:

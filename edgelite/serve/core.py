@@ -25,16 +25,16 @@ import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import numpy as np
 
 from edgelite.errors import ImageError, ModelFileError, OptionError, RequestError
-from edgelite.runtime import Model, PreparedImage, load
+from edgelite.runtime import Model, PreparedImage
 from edgelite.runtime.describe import describe_model
 from edgelite.serve.admission import DecodeBudget, Readers, give_back_memory
 from edgelite.serve.metrics import Metrics
+from edgelite.serve.naming import model_names
 from edgelite.serve.threads import in_thread, wait_at_most
 from edgelite.serve.options import ServeOptions
 
@@ -368,43 +368,6 @@ def _scores(model: Model, pixels: list[np.ndarray]) -> tuple[np.ndarray, np.ndar
 
 def _precision(model: Model) -> str:
     return model.metadata.precision if model.metadata else "unknown precision"
-
-
-def model_names(models: Union[Mapping[str, Model], Sequence[Model]]) -> dict[str, Model]:
-    """Models by name: as given, or each file's name without its suffix; names must be unique URL parts.
-
-    Two artifacts of one checkpoint (X_int8.tflite, X_int8.onnx) are served side by side: the first
-    keeps the stem (X_int8), a later file whose stem is taken gets its format appended (X_int8_onnx).
-    """
-    if isinstance(models, Mapping):
-        named = dict(models)
-    else:
-        named = {}
-        for model in models:
-            path = Path(model.path)
-            name = path.stem
-            if name in named:  # the same file name in two folders is refused: neither name would say which
-                name = f"{path.stem}_{path.suffix.lstrip('.').lower()}"
-                if name in named or path.suffix.lower() == Path(named[path.stem].path).suffix.lower():
-                    raise OptionError(f"two models are named {path.stem!r} ({named[path.stem].path} and "
-                                      f"{model.path}); serve files with different names")
-            named[name] = model
-    if not named:
-        raise OptionError("no model to serve; give at least one .tflite or .onnx file")
-    for name in named:
-        if not name or "/" in name or name.startswith("."):
-            raise OptionError(f"model name {name!r} cannot be part of a URL; rename the file")
-    return named
-
-
-def load_models(paths: Sequence[Union[str, Path]], threads: Optional[int] = None) -> dict[str, Model]:
-    """Load each artifact (`load` runs it once); models named after their files.
-
-    Raises:
-        ModelFileError: a file is missing or corrupt.
-        OptionError: two files have the same name.
-    """
-    return model_names([load(path, threads=threads) for path in paths])
 
 
 class InferenceCore:

@@ -111,7 +111,7 @@ def test_a_cancelled_wait_gives_nothing_back_twice():
 
 def test_each_model_runs_one_test_inference_at_start(artifacts, monkeypatch):
     from edgelite.runtime.model import Model
-    from edgelite.serve.core import load_models
+    from edgelite.serve.naming import load_models
 
     calls = []
     real_run = Model.run

@@ -18,7 +18,7 @@ import pytest
 
 from edgelite.errors import OptionError
 from edgelite.runtime import load
-from edgelite.serve.core import model_names
+from edgelite.serve.naming import model_names
 from tests.conftest import artifact
 from tests.serve.conftest import HOST, READY_TIMEOUT_S, free_port, jpeg_bytes
 
