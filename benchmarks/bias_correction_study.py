@@ -1,7 +1,7 @@
 """Issue 18: empirical bias correction of edgelite's int8 ONNX artifact, measured.
 
     python benchmarks/bias_correction_study.py CHECKPOINT [--mode sequential|passes] [--passes K]
-        [--correction-images calibration|other] [--work DIR] [--out FILE.json]
+        [--correction-images calibration|other] [--seed N] [--only all|depthwise] [--work DIR] [--out FILE.json]
 
 The idea is Nagel et al., "Data-Free Quantization Through Weight Equalization
 and Bias Correction" (2019), in its empirical form (also Finkelstein et al.,
@@ -42,6 +42,7 @@ import numpy as np
 
 DATA = Path(os.environ.get("EDGELITE_BENCH_DATA", "/work/shared/datasets/clothing-small"))
 CALIBRATION_IMAGES = 500  # convert's default budget
+HELD_OUT_TRAINING = 1000  # training images neither calibrating nor correcting: a second, larger check
 BATCH = 25
 WEIGHTED = ("Conv", "Gemm")
 
@@ -58,7 +59,7 @@ def machine() -> dict:
     return info
 
 
-def build(checkpoint: Path, work: Path, correction_images: str) -> dict:
+def build(checkpoint: Path, work: Path, correction_images: str, seed: int = 0) -> dict:
     """float32 and int8 ONNX models as convert builds them, and the images (cached in `work`)."""
     from edgelite.convert.equalize import equalize_separable
     from edgelite.convert.onnx import _prepare, _quantize_prepared
@@ -66,7 +67,7 @@ def build(checkpoint: Path, work: Path, correction_images: str) -> dict:
     from edgelite.runtime.folder import pixel_batches, read_folder
 
     work.mkdir(parents=True, exist_ok=True)
-    cached = work / f"data-{correction_images}.npz"
+    cached = work / f"images-{correction_images}-{seed}.npz"
     if cached.is_file() and (work / "int8.onnx").is_file():
         return dict(np.load(cached))
     source = load_checkpoint(checkpoint, None, None, None, None, label_folders=(DATA / "train",))
@@ -79,21 +80,28 @@ def build(checkpoint: Path, work: Path, correction_images: str) -> dict:
     calibration_items = read_folder(DATA / "train", limit=CALIBRATION_IMAGES)  # convert's own sample
     validation_items = read_folder(DATA / "validation")
     calibration, validation = pixels(calibration_items), pixels(validation_items)
-    if correction_images == "calibration":
-        correction = calibration
-    else:  # as many training images again, none of them a calibration image
-        taken = {item.path for item in calibration_items}
-        rest = [item for item in read_folder(DATA / "train") if item.path not in taken]
-        correction = pixels(random.Random(1).sample(rest, CALIBRATION_IMAGES))
+    taken = {item.path for item in calibration_items}
+    rest = random.Random(1).sample([item for item in read_folder(DATA / "train") if item.path not in taken],
+                                   HELD_OUT_TRAINING)
+    held_out_items = rest[:HELD_OUT_TRAINING]  # neither calibration nor correction in any setting
+    others = sorted(set(read_folder(DATA / "train")) - set(calibration_items) - set(held_out_items),
+                    key=lambda item: item.path)
+    # "other": as many training images again as calibration, none of them a calibration or held-out image
+    correction = calibration if correction_images == "calibration" else \
+        pixels(random.Random(seed).sample(others, CALIBRATION_IMAGES))
+    held_out = pixels(held_out_items)
     truth = np.array([meta.labels.index(item.label) for item in validation_items])
+    held_out_truth = np.array([meta.labels.index(item.label) for item in held_out_items])
     reference = np.asarray(source.model.predict(validation, batch_size=32, verbose=0)).argmax(1)
+    held_out_reference = np.asarray(source.model.predict(held_out, batch_size=32, verbose=0)).argmax(1)
     if not (work / "int8.onnx").is_file():
         model, _ = equalize_separable(source.model, iter([calibration]))
         model.export(str(work / "float32.onnx"), format="onnx", verbose=False)
         prepared = _prepare(work / "float32.onnx", work)
         _quantize_prepared(prepared, work / "int8.onnx",
                            lambda: (calibration[i:i + 32] for i in range(0, len(calibration), 32)))
-    arrays = {"correction": correction, "validation": validation, "truth": truth, "reference": reference}
+    arrays = {"correction": correction, "validation": validation, "truth": truth, "reference": reference,
+              "held_out": held_out, "held_out_truth": held_out_truth, "held_out_reference": held_out_reference}
     np.savez(cached, **arrays)
     return arrays
 
@@ -214,9 +222,12 @@ def int8_errors(model, layers: list[Layer], images: np.ndarray, float_means: dic
             for layer in layers}
 
 
-def correct(model, layers: list[Layer], images: np.ndarray, float_means: dict, mode: str, passes: int) -> list[dict]:
+def correct(model, layers: list[Layer], images: np.ndarray, float_means: dict, mode: str, passes: int,
+            only: str = "all") -> list[dict]:
     """Subtract each layer's measured mean error from its bias; return what moved, per round."""
     log = []
+    if only == "depthwise":
+        layers = [layer for layer in layers if layer.depthwise]
     rounds = [[layer] for layer in layers] if mode == "sequential" else [layers] * passes
     for group in rounds:
         errors = int8_errors(model, group, images, float_means)
@@ -244,11 +255,12 @@ def latency(models: dict, image: np.ndarray, rounds: int = 15, runs: int = 20) -
     return {name: float(np.median(values) * 1000) for name, values in times.items()}
 
 
-def study(checkpoint: Path, work: Path, mode: str, passes: int, correction_images: str) -> dict:
+def study(checkpoint: Path, work: Path, mode: str, passes: int, correction_images: str, only: str,
+          seed: int = 0) -> dict:
     import onnx
 
     started, before = time.time(), machine()
-    data = build(checkpoint, work, correction_images)
+    data = build(checkpoint, work, correction_images, seed)
     plain = onnx.load(str(work / "int8.onnx"))
     corrected = onnx.load(str(work / "int8.onnx"))
     layers = layers_of(corrected)
@@ -258,18 +270,29 @@ def study(checkpoint: Path, work: Path, mode: str, passes: int, correction_image
     float_means = channel_means(session(float_model, [(layer.float_tensor, onnx.TensorProto.FLOAT)
                                                       for layer in layers]),
                                 data["correction"], [layer.float_tensor for layer in layers])
-    log = correct(corrected, layers, data["correction"], float_means, mode, passes)
+    log = correct(corrected, layers, data["correction"], float_means, mode, passes, only)
     residual = int8_errors(corrected, layers, data["correction"], float_means)
     reference, truth, validation = data["reference"], data["truth"], data["validation"]
-    rows = {}
+    rows, answers_of = {}, {}
     for name, model in (("plain", plain), ("biases added, uncorrected", zero_biased), ("corrected", corrected)):
-        answers = top1(session(model), validation)
-        rows[name] = {"agreement": float((answers == reference).mean()), "accuracy": float((answers == truth).mean())}
+        sess = session(model)
+        answers, held = top1(sess, validation), top1(sess, data["held_out"])
+        answers_of[name] = np.concatenate([answers, held])
+        rows[name] = {"agreement": float((answers == reference).mean()), "accuracy": float((answers == truth).mean()),
+                      "held_out_training_agreement": float((held == data["held_out_reference"]).mean()),
+                      "held_out_training_accuracy": float((held == data["held_out_truth"]).mean())}
+    both = np.concatenate([reference, data["held_out_reference"]])
+    agree_plain, agree_corrected = answers_of["plain"] == both, answers_of["corrected"] == both
+    # paired: the photos (validation and held-out training) the correction made agree, and made disagree
+    rows["fixed"], rows["broken"] = int((agree_corrected & ~agree_plain).sum()), int((agree_plain & ~agree_corrected).sum())
     exposed = top1(session(plain, [(layers[0].int8_tensor, onnx.TensorProto.UINT8)]), validation)
     onnx.save(corrected, str(work / f"int8-corrected-{mode}.onnx"))
-    result = {"checkpoint": checkpoint.name, "mode": mode, "passes": passes if mode == "passes" else None,
+    result = {"checkpoint": checkpoint.name, "mode": mode, "passes": passes if mode == "passes" else None, "layers_corrected": only,
               "correction_images": f"{len(data['correction'])} training images ({correction_images})",
+              "seed": seed if correction_images == "other" else None,
               "validation_images": len(validation), "keras_accuracy": float((reference == truth).mean()),
+              "held_out_training_images": len(data["held_out"]),
+              "keras_held_out_training_accuracy": float((data["held_out_reference"] == data["held_out_truth"]).mean()),
               "results": rows, "latency_ms": latency({"plain": plain, "corrected": corrected}, validation[0]),
               "exposing_a_tensor_changes_answers": bool((exposed != top1(session(plain), validation)).any()),
               "residual_mean_abs_error_in_output_steps": float(np.mean(
@@ -286,10 +309,13 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--correction-images", choices=("calibration", "other"), default="calibration",
                         help="convert's 500 calibration images, or 500 other training images")
+    parser.add_argument("--seed", type=int, default=0, help="which other training images (with 'other')")
+    parser.add_argument("--only", choices=("all", "depthwise"), default="all",
+                        help="correct every Conv/Gemm, or the depthwise convolutions only")
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgelite-bias-study"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("bias_correction.json"))
     args = parser.parse_args()
-    result = study(args.checkpoint, args.work / args.checkpoint.stem, args.mode, args.passes, args.correction_images)
+    result = study(args.checkpoint, args.work / args.checkpoint.stem, args.mode, args.passes, args.correction_images, args.only, args.seed)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else []
     runs.append(result)
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
