@@ -61,6 +61,7 @@ class Interpreter:
         self.tensors = {d["name"]: d for d in self.lite.get_tensor_details()}
 
     def run(self, image: np.ndarray) -> np.ndarray:
+        """The output of one (H, W, 3) raw-pixel image."""
         value = image[None]
         if self.given["dtype"] != np.float32:
             scale, zero = self.given["quantization"]
@@ -109,7 +110,7 @@ def weighted_ops(content: bytes) -> list[dict]:
 
 
 def own_bias_buffers(content: bytes) -> bytes:
-    """The flatbuffer with every conv/dense bias in a buffer of its own (the converter shares equal ones, e.g. zeros)."""
+    """The flatbuffer with every conv/dense bias in a buffer of its own (the converter shares equal ones)."""
     import copy
 
     import flatbuffers
@@ -169,6 +170,7 @@ def latency(contents: dict, image: np.ndarray, rounds: int = 15, runs: int = 20)
 
 
 def study(checkpoint: Path, work: Path, correction_images: str, seed: int) -> dict:
+    """Plain and bias-corrected int8 TFLite of `checkpoint`: agreement, accuracy, latency, and what moved."""
     started, before = time.time(), machine()
     data = build(checkpoint, work, correction_images, seed)
     calibration = build(checkpoint, work, "calibration")["correction"]
