@@ -1,7 +1,7 @@
 """Issue 18: empirical bias correction of edgelite's int8 ONNX artifact, measured.
 
     python benchmarks/bias_correction_study.py CHECKPOINT [--mode sequential|passes] [--passes K]
-        [--correction-images calibration|other] [--seed N] [--only all|depthwise] [--work DIR] [--out FILE.json]
+        [--correction-images calibration|other] [--seed N] [--count N] [--only all|depthwise] [--work DIR] [--out FILE.json]
 
 The idea is Nagel et al., "Data-Free Quantization Through Weight Equalization
 and Bias Correction" (2019), in its empirical form (also Finkelstein et al.,
@@ -59,7 +59,8 @@ def machine() -> dict:
     return info
 
 
-def build(checkpoint: Path, work: Path, correction_images: str, seed: int = 0) -> dict:
+def build(checkpoint: Path, work: Path, correction_images: str, seed: int = 0,
+          count: int = CALIBRATION_IMAGES) -> dict:
     """float32 and int8 ONNX models as convert builds them, and the images (cached in `work`)."""
     from edgelite.convert.equalize import equalize_separable
     from edgelite.convert.onnx import _prepare, _quantize_prepared
@@ -67,7 +68,7 @@ def build(checkpoint: Path, work: Path, correction_images: str, seed: int = 0) -
     from edgelite.runtime.folder import pixel_batches, read_folder
 
     work.mkdir(parents=True, exist_ok=True)
-    cached = work / f"images-{correction_images}-{seed}.npz"
+    cached = work / f"images-{correction_images}-{seed}-{count}.npz"
     if cached.is_file() and (work / "int8.onnx").is_file():
         return dict(np.load(cached))
     source = load_checkpoint(checkpoint, None, None, None, None, label_folders=(DATA / "train",))
@@ -86,9 +87,9 @@ def build(checkpoint: Path, work: Path, correction_images: str, seed: int = 0) -
     held_out_items = rest[:HELD_OUT_TRAINING]  # neither calibration nor correction in any setting
     others = sorted(set(read_folder(DATA / "train")) - set(calibration_items) - set(held_out_items),
                     key=lambda item: item.path)
-    # "other": as many training images again as calibration, none of them a calibration or held-out image
+    # "other": `count` training images, none of them a calibration or held-out image
     correction = calibration if correction_images == "calibration" else \
-        pixels(random.Random(seed).sample(others, CALIBRATION_IMAGES))
+        pixels(random.Random(seed).sample(others, count))
     held_out = pixels(held_out_items)
     truth = np.array([meta.labels.index(item.label) for item in validation_items])
     held_out_truth = np.array([meta.labels.index(item.label) for item in held_out_items])
@@ -256,12 +257,12 @@ def latency(models: dict, image: np.ndarray, rounds: int = 15, runs: int = 20) -
 
 
 def study(checkpoint: Path, work: Path, mode: str, passes: int, correction_images: str, only: str,
-          seed: int = 0) -> dict:
+          seed: int = 0, count: int = CALIBRATION_IMAGES) -> dict:
     """Plain and bias-corrected int8 ONNX of `checkpoint`: agreement, accuracy, latency, and what moved."""
     import onnx
 
     started, before = time.time(), machine()
-    data = build(checkpoint, work, correction_images, seed)
+    data = build(checkpoint, work, correction_images, seed, count)
     plain = onnx.load(str(work / "int8.onnx"))
     corrected = onnx.load(str(work / "int8.onnx"))
     layers = layers_of(corrected)
@@ -314,13 +315,15 @@ def main() -> None:
     parser.add_argument("--correction-images", choices=("calibration", "other"), default="calibration",
                         help="convert's 500 calibration images, or 500 other training images")
     parser.add_argument("--seed", type=int, default=0, help="which other training images (with 'other')")
+    parser.add_argument("--count", type=int, default=CALIBRATION_IMAGES,
+                        help="how many other training images (with 'other'; at most 1,568 on clothing-small)")
     parser.add_argument("--only", choices=("all", "depthwise"), default="all",
                         help="correct every Conv/Gemm, or the depthwise convolutions only")
     parser.add_argument("--work", type=Path, default=Path("/tmp/edgelite-bias-study"))
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("bias_correction.json"))
     args = parser.parse_args()
     result = study(args.checkpoint, args.work / args.checkpoint.stem, args.mode, args.passes, args.correction_images,
-                   args.only, args.seed)
+                   args.only, args.seed, args.count)
     runs = json.loads(args.out.read_text()) if args.out.is_file() else []
     runs.append(result)
     args.out.write_text(json.dumps(runs, indent=2) + "\n")
