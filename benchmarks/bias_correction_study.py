@@ -30,6 +30,7 @@ corrected, and the single-image latency of both timed in turn.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -242,18 +244,26 @@ def correct(model, layers: list[Layer], images: np.ndarray, float_means: dict, m
     return log
 
 
-def latency(models: dict, image: np.ndarray, rounds: int = 15, runs: int = 20) -> dict[str, float]:
-    """Median ms of one image per model, the models timed in turn (so load changes hit both)."""
-    sessions = {name: session(model) for name, model in models.items()}
-    times: dict = {name: [] for name in models}
+def median_ms_in_turn(calls: dict[str, Callable[[], object]], rounds: int = 15, runs: int = 20) -> dict[str, float]:
+    """Median ms of each call, the calls timed in turn (so load changes hit every one alike)."""
+    times: dict = {name: [] for name in calls}
     for _ in range(rounds):
-        for name, sess in sessions.items():
-            feed = {sess.get_inputs()[0].name: image[None]}
+        for name, call in calls.items():
             for _ in range(runs):
                 begin = time.perf_counter()
-                sess.run(None, feed)
+                call()
                 times[name].append(time.perf_counter() - begin)
     return {name: float(np.median(values) * 1000) for name, values in times.items()}
+
+
+def latency(models: dict, image: np.ndarray) -> dict[str, float]:
+    """Median ms of one image per model, the models timed in turn."""
+    calls = {}
+    for name, model in models.items():
+        sess = session(model)
+        feed = {sess.get_inputs()[0].name: image[None]}
+        calls[name] = functools.partial(sess.run, None, feed)
+    return median_ms_in_turn(calls)
 
 
 def study(checkpoint: Path, work: Path, mode: str, passes: int, correction_images: str, only: str,

@@ -19,6 +19,7 @@ held-out training images of the ONNX study.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bias_correction_study import CALIBRATION_IMAGES, DATA, build, machine  # noqa: E402
+from bias_correction_study import CALIBRATION_IMAGES, DATA, build, machine, median_ms_in_turn  # noqa: E402
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
@@ -156,17 +157,10 @@ def correct(content: bytearray, float_means: dict, ops: list[dict], images: np.n
     return log
 
 
-def latency(contents: dict, image: np.ndarray, rounds: int = 15, runs: int = 20) -> dict[str, float]:
+def latency(contents: dict, image: np.ndarray) -> dict[str, float]:
     """Median ms of one image per model (XNNPACK, 2 threads), the models timed in turn."""
-    interpreters = {name: Interpreter(content) for name, content in contents.items()}
-    times: dict = {name: [] for name in contents}
-    for _ in range(rounds):
-        for name, interpreter in interpreters.items():
-            for _ in range(runs):
-                begin = time.perf_counter()
-                interpreter.run(image)
-                times[name].append(time.perf_counter() - begin)
-    return {name: float(np.median(values) * 1000) for name, values in times.items()}
+    return median_ms_in_turn({name: functools.partial(Interpreter(content).run, image)
+                              for name, content in contents.items()})
 
 
 def study(checkpoint: Path, work: Path, correction_images: str, seed: int) -> dict:
