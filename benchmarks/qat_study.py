@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--weight-bits", type=int, default=8, choices=(7, 8))
     args = parser.parse_args()
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} is a file; give a folder")
     import keras
 
 
@@ -189,7 +191,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"{args.checkpoint.stem}_qat{args.weight_bits}.keras"
     write_checkpoint(model, args.checkpoint, target)
-    shutil.copy2(args.checkpoint, args.out / args.checkpoint.name)  # the same folder: one convert command each
+    copy = args.out / args.checkpoint.name
+    if copy.resolve() != args.checkpoint.resolve():
+        shutil.copy2(args.checkpoint, copy)  # the same folder: one convert command each
     print(json.dumps({
         "checkpoint": str(args.checkpoint), "qat_checkpoint": str(target), "epochs": args.epochs,
         "weight_bits": args.weight_bits,
